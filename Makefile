@@ -1,0 +1,26 @@
+# Every target creates .venv on first use (Python 3.11 + pip, nothing else).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+# The main job (for now: the reference solution's sanity checks).
+demo: venv
+	$(PY) -m pytest -q tests/test_detector_model.py
+
+# The whole test suite.
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache
