@@ -1,0 +1,377 @@
+"""
+The grading parent: prepares submissions, drives the sandbox worker, compares
+outputs with the reference outputs and writes the scores (incrementally).
+"""
+import base64
+import csv
+import io
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from . import fixtures
+from .checks import BLOCKS, CHECKS, CHECK_NAMES
+from .compare import describe
+
+GRADED = ["two_stage_detector.py", "common.py"]
+MAX_FILE_BYTES = 2 << 20
+SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
+
+
+def check_file(name: str) -> str:
+    return CHECKS[name].file
+
+
+# ----------------------------------------------------------- submissions
+def _find(names: List[str], candidates) -> Dict[str, str]:
+    """Shallowest match for each wanted file name."""
+    found = {}
+    for path in sorted(candidates, key=lambda p: (p.count("/"), p)):
+        parts = path.split("/")
+        if any(part in SKIP_DIRS or part.startswith("._") for part in parts):
+            continue
+        base = parts[-1]
+        if base in names and base not in found:
+            found[base] = path
+    return found
+
+
+def prepare(submission: Path, dest: Path) -> Dict[str, str]:
+    """
+    Copy the graded files of a submission (folder or .zip, files anywhere
+    inside) into `dest`, plus the provided helper. Missing files become the
+    released (empty) version so the other file still imports. Returns
+    {file name: problem} for missing or unreadable files.
+    """
+    submission = Path(submission)
+    problems = {}
+    dest.mkdir(parents=True, exist_ok=True)
+    if submission.is_file() and zipfile.is_zipfile(submission):
+        with zipfile.ZipFile(submission) as zf:
+            infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
+            for base, member in _find(GRADED, infos).items():
+                if infos[member].file_size > MAX_FILE_BYTES:
+                    problems[base] = f"{base} is larger than {MAX_FILE_BYTES >> 20} MB"
+                    continue
+                (dest / base).write_bytes(zf.read(member))
+    elif submission.is_dir():
+        files = [str(p.relative_to(submission)) for p in submission.rglob("*.py") if p.is_file()]
+        for base, rel in _find(GRADED, files).items():
+            src = submission / rel
+            if src.stat().st_size > MAX_FILE_BYTES:
+                problems[base] = f"{base} is larger than {MAX_FILE_BYTES >> 20} MB"
+                continue
+            shutil.copyfile(src, dest / base)
+    elif submission.is_file() and submission.name in GRADED:
+        shutil.copyfile(submission, dest / submission.name)
+    else:
+        raise FileNotFoundError(f"{submission}: not a folder, a .zip or a graded .py file")
+    ref_dir = fixtures.FIXTURE_DIR / "reference"
+    from .release import strip_solutions
+
+    for name in GRADED:
+        if not (dest / name).exists():
+            problems.setdefault(name, f"{name} is missing from the submission")
+            (dest / name).write_text(strip_solutions((ref_dir / name).read_text(), name))
+    shutil.copyfile(ref_dir / "a4_helper.py", dest / "a4_helper.py")
+    os.chmod(dest, 0o755)
+    for p in dest.iterdir():
+        os.chmod(p, 0o644)
+    return problems
+
+
+# ---------------------------------------------------------------- worker
+class Worker:
+    """The sandbox worker process, seen from the parent."""
+
+    def __init__(self, slots: int, mem_limit_mb: int, fixture_dir: Path):
+        env = {k: v for k, v in os.environ.items()
+               if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+                   PYTHONWARNINGS="ignore")
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.sandbox", "--fixtures", str(fixture_dir),
+             "--slots", str(slots), "--mem-limit-mb", str(mem_limit_mb)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            env=env, cwd=tempfile.gettempdir(), start_new_session=True)
+        self.buf = b""
+        msg = self.read(timeout=300)
+        if not msg or not msg.get("ready"):
+            raise RuntimeError("the sandbox worker did not start:\n" + self.stderr())
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-3000:]
+
+    def submit(self, task: dict):
+        self.proc.stdin.write((json.dumps(task) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def read(self, timeout: float) -> Optional[dict]:
+        """Next message, None on EOF; raises TimeoutError after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return None
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, 9)
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------- scoring
+def score_check(name: str, reply: dict, expected: dict) -> dict:
+    """Turn the worker's reply for one check into a scored result."""
+    check = CHECKS[name]
+    result = {"name": name, "file": check.file, "todo": check.todo, "max_score": check.points,
+              "score": 0.0, "status": "failed", "feedback": "", "cases": {}}
+    printed = reply.get("printed") or ""
+    if reply.get("status") != "ok":
+        result["status"] = reply.get("status", "error")
+        result["feedback"] = f"{name}: your code {reply.get('detail', 'failed')}"
+        result["cases"] = {case: "not run" for case in expected}
+    else:
+        try:
+            outputs = torch.load(io.BytesIO(base64.b64decode(reply["result"])), weights_only=True)
+            if not isinstance(outputs, dict):
+                raise ValueError("not a dict")
+        except Exception as error:  # noqa: BLE001
+            outputs = {}
+            result["feedback"] = f"{name}: unreadable outputs ({type(error).__name__})"
+        lines, passed = [], 0
+        notes = outputs.get("__notes__", {}).get("value") if isinstance(outputs.get("__notes__"), dict) else None
+        for case, exp in expected.items():
+            got = outputs.get(case)
+            if not isinstance(got, dict) or "ok" not in got:
+                msg = "no output"
+            elif not got["ok"]:
+                msg = str(got.get("error", "error"))
+            else:
+                try:
+                    problems = check.problems(case, got.get("value"), exp, None)
+                except Exception as error:  # noqa: BLE001 - odd outputs
+                    problems = [f"cannot compare: {type(error).__name__}: {error}; got {describe(got.get('value'))}"]
+                if not problems:
+                    passed += 1
+                    result["cases"][case] = "ok"
+                    continue
+                hints = []
+                try:
+                    hints = check.hints(case, got.get("value"), exp, _inputs_for(name, case))
+                except Exception:  # noqa: BLE001
+                    pass
+                msg = "; ".join(problems[:3]) + "".join(f"\n    likely mistake: {h}" for h in hints)
+            result["cases"][case] = msg
+            lines.append(f"case {case!r}: {msg}")
+        n = len(expected)
+        result["score"] = round(check.points * passed / n, 3)
+        result["status"] = "passed" if passed == n else ("partial" if passed else "failed")
+        if notes:
+            lines += [f"note: {note}" for note in notes]
+        result["feedback"] = result["feedback"] or ("\n".join(lines) if lines else "all cases match the reference")
+    if printed.strip():
+        more = "..." if len(printed) > 2000 else ""
+        result["feedback"] += f"\nyour code printed:\n{printed[:2000]}{more}"
+    return result
+
+
+_INPUTS = {}
+
+
+def _inputs_for(name, case):
+    """Check inputs, loaded lazily in the parent for the mistake hints."""
+    if "all" not in _INPUTS:
+        _INPUTS["all"] = torch.load(fixtures.FIXTURE_DIR / "inputs.pt", weights_only=True)
+    return _INPUTS["all"][name][case]
+
+
+def missing_result(name: str, problem: str) -> dict:
+    check = CHECKS[name]
+    return {"name": name, "file": check.file, "todo": check.todo, "max_score": check.points,
+            "score": 0.0, "status": "missing", "feedback": problem, "cases": {}}
+
+
+# ---------------------------------------------------------------- driver
+class Report:
+    """Scores of many submissions, written out after every graded check."""
+
+    def __init__(self, json_path=None, jsonl_path=None, on_check=None):
+        self.subs: Dict[str, dict] = {}
+        self.order: List[str] = []
+        self.json_path, self.jsonl_path, self.on_check = json_path, jsonl_path, on_check
+
+    def add_submission(self, key, path):
+        self.subs[key] = {"submission": key, "path": str(path), "score": 0.0,
+                          "max_score": sum(c.points for c in CHECKS.values()), "checks": {}}
+        self.order.append(key)
+
+    def add(self, key, result):
+        sub = self.subs[key]
+        sub["checks"][result["name"]] = result
+        sub["score"] = round(sum(r["score"] for r in sub["checks"].values()), 3)
+        if self.jsonl_path:
+            with open(self.jsonl_path, "a") as f:
+                f.write(json.dumps({"submission": key, **result}) + "\n")
+        if self.json_path:
+            self.write_json(self.json_path)
+        if self.on_check:
+            self.on_check(key, result)
+
+    def as_list(self):
+        out = []
+        for key in self.order:
+            sub = dict(self.subs[key])
+            sub["checks"] = [sub["checks"][n] for n in CHECK_NAMES if n in sub["checks"]]
+            sub["complete"] = len(sub["checks"]) == len(CHECK_NAMES)
+            out.append(sub)
+        return out
+
+    def write_json(self, path):
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.as_list(), f, indent=1)
+        os.replace(tmp, path)
+
+    def write_csv(self, path):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["submission", "score", "max_score"] + CHECK_NAMES)
+            for sub in self.as_list():
+                by = {c["name"]: c["score"] for c in sub["checks"]}
+                w.writerow([sub["submission"], sub["score"], sub["max_score"]] + [by.get(n, "") for n in CHECK_NAMES])
+
+
+def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int = 2048,
+          checks: Optional[List[str]] = None, json_path=None, jsonl_path=None, on_check=None,
+          fixture_dir=None) -> Report:
+    """
+    Grade `submissions` (folders, .zip files or graded .py files) with
+    `jobs` checks running at once. Returns the Report; writes `json_path`
+    (rewritten after every check) and `jsonl_path` (one line per check).
+    """
+    fixture_dir = fixtures.ensure(fixture_dir)
+    expected = fixtures.load_expected(fixture_dir)
+    names = [n for n in CHECK_NAMES if checks is None or n in checks]
+    unknown = set(checks or []) - set(CHECK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown checks {sorted(unknown)}; known: {CHECK_NAMES}")
+    report = Report(json_path, jsonl_path, on_check)
+    if jsonl_path:
+        open(jsonl_path, "w").close()
+    workdir = Path(tempfile.mkdtemp(prefix="autograder-subs-"))
+    os.chmod(workdir, 0o711)
+    tasks, keys = {}, []
+    try:
+        for i, sub in enumerate(submissions):
+            sub = Path(sub)
+            key = sub.name if sub.name not in report.subs else f"{sub.name}#{i}"
+            report.add_submission(key, sub)
+            dest = workdir / f"s{i}"
+            try:
+                problems = prepare(sub, dest)
+            except Exception as error:  # noqa: BLE001
+                problems = {f: f"cannot read the submission: {error}" for f in GRADED}
+            for name in names:
+                file = check_file(name)
+                if file in problems:
+                    report.add(key, missing_result(name, problems[file]))
+                else:
+                    tid = len(tasks)
+                    tasks[tid] = {"id": tid, "check": name, "dir": str(dest), "timeout": timeout, "key": key}
+        _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir):
+    todo = dict(tasks)
+    restarts = 0
+    while todo:
+        worker = Worker(jobs, mem_limit_mb, fixture_dir)
+        started = set()
+        for tid in sorted(todo):
+            worker.submit({k: v for k, v in todo[tid].items() if k != "key"})
+        try:
+            while todo:
+                try:
+                    msg = worker.read(timeout=timeout * 2 + 60)
+                except TimeoutError:
+                    msg = None
+                if msg is None:
+                    break
+                tid = msg["id"]
+                if msg.get("started"):
+                    started.add(tid)
+                    continue
+                task = todo.pop(tid, None)
+                started.discard(tid)
+                if task is not None:
+                    report.add(task["key"], score_check(task["check"], msg, expected[task["check"]]))
+        finally:
+            if todo:
+                worker.kill()
+            else:
+                worker.close()
+        # The worker died or went silent: the running checks are at fault.
+        for tid in sorted(started):
+            task = todo.pop(tid, None)
+            if task is not None:
+                report.add(task["key"], score_check(task["check"], {
+                    "status": "crashed", "detail": "stopped the grader's worker process"},
+                    expected[task["check"]]))
+        restarts += 1
+        if todo and restarts > 5:
+            for tid, task in sorted(todo.items()):
+                report.add(task["key"], score_check(task["check"], {
+                    "status": "error", "detail": "was not graded (grader worker kept dying)"},
+                    expected[task["check"]]))
+            todo.clear()
+
+
+# ---------------------------------------------------------------- output
+def format_table(sub: dict, width: int = 150) -> str:
+    lines = [f"== {sub['submission']}: {sub['score']:g} / {sub['max_score']:g}"]
+    lines.append(f"{'check':32} {'file':22} {'score':>9}  status")
+    for c in sub["checks"]:
+        first = c["feedback"].splitlines()[0] if c["feedback"] and c["status"] != "passed" else ""
+        row = f"{c['name']:32} {c['file']:22} {c['score']:>4g}/{c['max_score']:<4g}  {c['status']}"
+        if first:
+            row += "  " + first[: max(10, width - len(row) - 2)]
+        lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""
+Child-side helpers: run a piece of student code with the other TODOs replaced
+by the reference ones, and read or replace local variables at the provided
+(non-TODO) lines of a student's method.
+"""
+import inspect
+import sys
+import types
+from typing import Callable, Dict, Optional
+
+import torch
+
+
+class GraderError(Exception):
+    """A problem the grader reports as the check's feedback (not a crash)."""
+
+
+class StopRun(BaseException):
+    """Raised by a line hook to stop the student's method once captured."""
+
+
+def find_line(fn, text: str) -> int:
+    """
+    Absolute line number of the first line of `fn`'s source whose stripped
+    text starts with `text`. These are provided lines outside the TODO blocks.
+    """
+    fn = inspect.unwrap(fn)
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError) as error:
+        raise GraderError(f"cannot read the source of {fn.__qualname__}: {error}")
+    for offset, line in enumerate(lines):
+        if line.strip().startswith(text):
+            return start + offset
+    raise GraderError(
+        f"the provided line `{text}` is missing from {fn.__qualname__}; keep the "
+        "code outside the TODO blocks as it was released."
+    )
+
+
+class LineHooks:
+    """
+    While active, call `actions[lineno](frame)` each time a frame of `fn`
+    reaches line `lineno` (before the line runs), and `on_exception(frame)`
+    when an exception passes through such a frame. Changes an action makes
+    to `frame.f_locals` are written back to the frame.
+    """
+
+    def __init__(self, fn, actions: Dict[int, Callable], on_exception: Optional[Callable] = None):
+        self.code = inspect.unwrap(fn).__code__
+        self.actions = actions
+        self.on_exception = on_exception
+
+    def _global(self, frame, event, arg):
+        if frame.f_code is self.code:
+            return self._local
+        return None
+
+    def _local(self, frame, event, arg):
+        if event == "line" and frame.f_lineno in self.actions:
+            self.actions[frame.f_lineno](frame)
+        elif event == "exception" and self.on_exception is not None:
+            self.on_exception(frame)
+        return self._local
+
+    def __enter__(self):
+        self._old = sys.gettrace()
+        sys.settrace(self._global)
+        return self
+
+    def __exit__(self, *exc):
+        sys.settrace(self._old)
+        return False
+
+
+def set_locals(frame, **values):
+    """Replace local variables of a traced frame (from inside a trace hook)."""
+    frame.f_locals.update(values)
+    if sys.version_info < (3, 13):
+        import ctypes
+
+        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+
+
+def deterministic_sample_rpn_training(gt_boxes, num_samples, fg_fraction):
+    """
+    `sample_rpn_training` with a fixed generator: same contract as the
+    provided helper, same result on every run (grading replaces the helper).
+    """
+    foreground = (gt_boxes[:, 4] >= 0).nonzero().squeeze(1)
+    background = (gt_boxes[:, 4] == -1).nonzero().squeeze(1)
+    num_fg = min(int(num_samples * fg_fraction), foreground.numel())
+    num_bg = num_samples - num_fg
+    gen = torch.Generator().manual_seed(0)
+    perm1 = torch.randperm(foreground.numel(), generator=gen)[:num_fg].to(foreground.device)
+    perm2 = torch.randperm(background.numel(), generator=gen)[:num_bg].to(background.device)
+    return foreground[perm1], background[perm2]
+
+
+# Module-level functions that student code calls: all are replaced by the
+# reference (or the deterministic sampler) except the one being graded.
+TSD_FUNCTIONS = [
+    "generate_fpn_anchors", "iou", "rcnn_match_anchors_to_gt",
+    "rcnn_get_deltas_from_anchors", "rcnn_apply_deltas_to_anchors",
+    "mix_gt_with_proposals",
+]
+COMMON_FUNCTIONS = ["get_fpn_location_coords", "nms", "class_spec_nms"]
+
+
+def isolate(student_tsd: types.ModuleType, student_common, ref_tsd, ref_common, keep=()):
+    """Point the student's modules at the reference implementations of every
+    other TODO function (and the deterministic sampler)."""
+    for name in TSD_FUNCTIONS:
+        if name not in keep and hasattr(ref_tsd, name):
+            setattr(student_tsd, name, getattr(ref_tsd, name))
+    student_tsd.sample_rpn_training = deterministic_sample_rpn_training
+    for name in COMMON_FUNCTIONS:
+        if name in keep or not hasattr(ref_common, name):
+            continue
+        setattr(student_tsd, name, getattr(ref_common, name))
+        if student_common is not None:
+            setattr(student_common, name, getattr(ref_common, name))
+    # A student who wrote `import common` / `common.nms(...)`:
+    if isinstance(getattr(student_tsd, "common", None), types.ModuleType):
+        for name in COMMON_FUNCTIONS:
+            if name not in keep and hasattr(ref_common, name):
+                setattr(student_tsd.common, name, getattr(ref_common, name))

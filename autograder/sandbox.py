@@ -1,0 +1,293 @@
+"""
+Where student code runs: never in the grader's own process.
+
+The grading parent starts one *worker* (`python -m autograder.sandbox`). The
+worker imports torch, the reference solution and the check inputs once (never
+the expected outputs), then forks one *child* per (submission, check). Each
+child, before it touches student code:
+
+- gets its own session, stdin from /dev/null, stdout/stderr into a capped
+  capture file and every other inherited descriptor closed (student prints
+  cannot reach the grader's pipes);
+- gets a memory limit (RLIMIT_AS), a CPU limit, a file-size limit and no core
+  dumps; the worker kills it at the wall-clock timeout;
+- when the grader runs as root, switches to an unprivileged uid of its own
+  (unique per slot, so children cannot signal the worker, the grader or each
+  other) and cannot open the fixtures (root-only files);
+- has the reference solution of the graded TODO removed from its memory.
+
+The child writes its outputs (plain tensors/lists/dicts) to a result file;
+the worker passes them to the parent, which loads them with
+`torch.load(weights_only=True)` and compares them with the expected outputs.
+Only the parent computes scores.
+
+Protocol (JSON lines): parent -> worker `{"id", "check", "dir", "timeout"}`;
+worker -> parent `{"ready"}`, `{"id", "started"}`, `{"id", "status",
+"detail", "printed", "result"}` (result: base64 of `torch.save` bytes).
+"""
+import argparse
+import base64
+import ctypes
+import gc
+import json
+import os
+import resource
+import select
+import signal
+import sys
+import tempfile
+import time
+
+MAX_RESULT_BYTES = 16 << 20
+MAX_PRINTED = 2000
+
+
+def _send(obj):
+    data = (json.dumps(obj) + "\n").encode()
+    view = memoryview(data)
+    while view:
+        n = os.write(1, view)
+        view = view[n:]
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _kill_uid(uid: int):
+    """Kill every process left behind under a sandbox uid (root only)."""
+    for _ in range(3):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) == uid:
+                                os.kill(int(pid), signal.SIGKILL)
+                                found = True
+                            break
+            except (OSError, ValueError):
+                continue
+        if not found:
+            return
+        time.sleep(0.05)
+
+
+def _hide(ref, hides):
+    """Remove the graded TODO's reference code from this (child) process."""
+    for module_key, path in hides:
+        obj = getattr(ref, module_key)
+        *parents, attr = path.split(".")
+        for p in parents:
+            obj = getattr(obj, p, None)
+        if obj is not None and attr in vars(obj):
+            delattr(obj, attr)
+    gc.collect()
+
+
+def _child(task, ref, inputs, cap_fd, res_fd, uid, mem_limit, scratch):
+    """Body of a forked child. Never returns."""
+    code = 0
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(cap_fd, 1)
+        os.dup2(cap_fd, 2)
+        keep = sorted({res_fd})
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, 65536)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        timeout = float(task.get("timeout", 60))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_RESULT_BYTES, MAX_RESULT_BYTES))
+        cpu = int(timeout * 2 + 5)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        if mem_limit:
+            limit = _vm_size() + mem_limit
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        for key in ("HOME", "TMPDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME", "TORCH_HOME"):
+            os.environ[key] = scratch
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:  # PR_SET_NO_NEW_PRIVS: no setuid binaries from here on
+                ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)
+            except Exception:  # noqa: BLE001
+                pass
+        sub_dir = task["dir"]
+        os.chdir(sub_dir)
+        sys.path.insert(0, sub_dir)
+        sys.dont_write_bytecode = True
+
+        from .checks import CHECKS
+        from .fixtures import Ctx, run_cases, student_loaders
+
+        check = CHECKS[task["check"]]
+        _hide(ref, check.hides)
+        load_common, load_tsd = student_loaders(sub_dir, ref)
+        ctx = Ctx(ref, load_common, load_tsd, keep=check.keep)
+        results = run_cases(check, ctx, inputs[task["check"]], student_dir=sub_dir)
+
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(results, buf)
+        data = buf.getvalue()
+        os.lseek(res_fd, 0, os.SEEK_SET)
+        os.ftruncate(res_fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(res_fd, view):]
+    except BaseException:  # noqa: BLE001 - reported by the worker (no result)
+        code = 3
+    finally:
+        os._exit(code)
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = {signal.SIGSEGV: "segmentation fault", signal.SIGKILL: "killed (out of memory?)",
+                signal.SIGXCPU: "CPU time limit", signal.SIGABRT: "aborted",
+                signal.SIGBUS: "bus error", signal.SIGFPE: "arithmetic error"}.get(sig, "")
+        return f"crashed with signal {sig}" + (f" ({name})" if name else "")
+    return f"exited with status {os.WEXITSTATUS(status)} before returning its outputs (os._exit?)"
+
+
+def worker_main(argv=None):
+    parser = argparse.ArgumentParser(description="autograder sandbox worker (internal)")
+    parser.add_argument("--fixtures", required=True)
+    parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument("--mem-limit-mb", type=int, default=2048)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    import torchvision  # noqa: F401 - warm import for the children
+
+    from . import checks  # noqa: F401
+    from .fixtures import load_reference
+
+    fixtures = os.path.abspath(args.fixtures)
+    ref = load_reference(os.path.join(fixtures, "reference"))
+    inputs = torch.load(os.path.join(fixtures, "inputs.pt"), weights_only=True)
+    root = os.geteuid() == 0
+    uid_base = 300000 + (os.getpid() % 100000) * 16
+    private = tempfile.mkdtemp(prefix="autograder-worker-")
+    os.chmod(private, 0o700)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _send({"ready": True})
+
+    buf = b""
+    pending, running = [], {}
+    free_slots = list(range(args.slots))
+    eof = False
+    while not (eof and not pending and not running):
+        timeout = 0.01 if running else (None if not pending else 0)
+        if not eof:
+            ready, _, _ = select.select([0], [], [], timeout)
+            if ready:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    eof = True
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        pending.append(json.loads(line))
+        elif running:
+            time.sleep(0.01)
+        while pending and free_slots:
+            task = pending.pop(0)
+            slot = free_slots.pop(0)
+            cap = tempfile.TemporaryFile(dir=private)
+            res = tempfile.TemporaryFile(dir=private)
+            uid = uid_base + slot if root else None
+            scratch = tempfile.mkdtemp(prefix="autograder-scratch-")
+            if uid is not None:
+                os.chown(scratch, uid, uid)
+            pid = os.fork()
+            if pid == 0:
+                _child(task, ref, inputs, cap.fileno(), res.fileno(), uid,
+                       args.mem_limit_mb << 20, scratch)
+            _send({"id": task["id"], "started": True})
+            running[pid] = (task, slot, cap, res, uid, scratch, time.monotonic())
+        for pid in list(running):
+            task, slot, cap, res, uid, scratch, t0 = running[pid]
+            done, status = os.waitpid(pid, os.WNOHANG)
+            timed_out = False
+            if not done:
+                if time.monotonic() - t0 <= float(task.get("timeout", 60)):
+                    continue
+                timed_out = True
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                os.kill(pid, signal.SIGKILL) if _alive(pid) else None
+                _, status = os.waitpid(pid, 0)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if uid is not None:
+                _kill_uid(uid)
+            cap.seek(0)
+            printed = cap.read(MAX_PRINTED + 1).decode("utf-8", "replace")
+            res.seek(0, os.SEEK_END)
+            size = res.tell()
+            res.seek(0)
+            reply = {"id": task["id"], "printed": printed, "elapsed": round(time.monotonic() - t0, 3)}
+            if timed_out:
+                reply.update(status="timeout", detail=f"did not finish within {task.get('timeout')} s "
+                             "(infinite loop? very slow code?)")
+            elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and 0 < size <= MAX_RESULT_BYTES:
+                reply.update(status="ok", result=base64.b64encode(res.read()).decode())
+            elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                reply.update(status="error", detail="produced no outputs (too large?)")
+            else:
+                reply.update(status="crashed", detail=_describe_exit(status))
+            cap.close()
+            res.close()
+            _rmtree(scratch)
+            del running[pid]
+            free_slots.append(slot)
+            _send(reply)
+    _rmtree(private)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _rmtree(path):
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    worker_main()
