@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,11 @@ demo: venv
 # The whole test suite.
 test: venv
 	$(PY) -m pytest
+
+# Speed: this kit's detector (reference and batched fast path) against
+# torchvision's Faster R-CNN on the same batches; CPU, batch 8 (see bench/NOTES.md).
+bench: venv
+	$(PY) bench/benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

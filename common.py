@@ -262,7 +262,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5):
     ##########################################################################
     # Replace "pass" statement with your code
     ### BEGIN SOLUTION
-    order = scores.argsort(descending=True)  # (N,)
+    order = scores.argsort(descending=True, stable=True)  # (N,), ties: lower index first
     sorted_boxes = boxes[order]  # (N, 4)
     x1, y1, x2, y2 = sorted_boxes.unbind(dim=1)  # (N,) each
     areas = (x2 - x1) * (y2 - y1)  # (N,)

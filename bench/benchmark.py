@@ -1,0 +1,448 @@
+"""
+Speed benchmark: this kit's Faster R-CNN against torchvision's, side by side.
+
+Builds, in one process, the detectors below in the same configuration
+(RegNet-X 400MF c3-c5 + FPN, 224 px images, 3 anchors per location with aspect
+ratios 0.5 / 1 / 2 and size 8 x stride, 400 pre-NMS proposals per level and
+300 post-NMS proposals per image, 7x7 RoI-Align), feeds all of them the same
+random batches, and prints training and inference images/s, peak memory and
+the ratios to torchvision. It also times the pure-PyTorch `common.nms` against
+`torchvision.ops.nms` on 5,000 boxes.
+
+    reference    `two_stage_detector.FasterRCNN`, run as the notebooks run it
+                 (inference one image at a time: its `inference` takes B = 1)
+    fast         `fast_detector.FastFasterRCNN`: the same modules and weights,
+                 batched provided pipeline (what training uses by default)
+    torchvision  `torchvision.models.detection.FasterRCNN` configured like ours
+
+Measurements of the detectors are interleaved (A B C, B C A, ...) and repeated,
+and medians are reported, so that load from other processes on a shared
+machine hits all of them alike.
+
+Usage:
+    python bench/benchmark.py                          # CPU, batch 8
+    python bench/benchmark.py --device cuda --batch-size 128 --amp --channels-last
+    python bench/benchmark.py --quick                  # CI smoke run
+"""
+import argparse
+import ctypes
+import gc
+import os
+import statistics
+import sys
+import threading
+import time
+from collections import OrderedDict
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import feature_extraction
+from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import common  # noqa: E402
+from common import DetectorBackboneWithFPN  # noqa: E402
+from two_stage_detector import RPN, FasterRCNN  # noqa: E402
+
+try:  # the batched fast path (absent in old checkouts)
+    from fast_detector import FastFasterRCNN  # noqa: E402
+except ImportError:  # pragma: no cover
+    FastFasterRCNN = None
+
+IMAGE_SIZE = 224
+MAX_GT = 40  # GT rows per image, padded with -1 (the dataset's format)
+
+
+# --------------------------------------------------------------- detectors
+def build_reference(cfg):
+    """This kit's `FasterRCNN` in the benchmark configuration."""
+    backbone = DetectorBackboneWithFPN(cfg.fpn_channels, pretrained=False)
+    rpn = RPN(
+        fpn_channels=cfg.fpn_channels,
+        stem_channels=[cfg.fpn_channels] * cfg.rpn_stem_depth,
+        batch_size_per_image=cfg.rpn_batch_per_image,
+        anchor_stride_scale=8,
+        anchor_aspect_ratios=[0.5, 1.0, 2.0],
+        anchor_iou_thresholds=(0.3, 0.6),
+        nms_thresh=0.7,
+        pre_nms_topk=400,  # per level, like torchvision's pre_nms_top_n
+        post_nms_topk=100,  # per level: at most 3 x 100 = 300 per image
+    )
+    return FasterRCNN(
+        backbone,
+        rpn,
+        stem_channels=[cfg.fpn_channels] * cfg.roi_stem_depth,
+        num_classes=cfg.num_classes,
+        batch_size_per_image=cfg.roi_batch_per_image,
+        roi_size=(7, 7),
+    )
+
+
+class RegNetFPN(nn.Module):
+    """
+    RegNet-X 400MF c3-c5 + torchvision's `FeaturePyramidNetwork`, without the
+    extra max-pool level that `BackboneWithFPN` would add (we use 3 levels).
+    """
+
+    def __init__(self, out_channels):
+        super().__init__()
+        self.body = feature_extraction.create_feature_extractor(
+            torchvision.models.regnet_x_400mf(),
+            return_nodes={
+                "trunk_output.block2": "c3",
+                "trunk_output.block3": "c4",
+                "trunk_output.block4": "c5",
+            },
+        )
+        with torch.no_grad():
+            shapes = [v.shape[1] for v in self.body(torch.zeros(1, 3, 64, 64)).values()]
+        self.fpn = FeaturePyramidNetwork(shapes, out_channels, extra_blocks=None)
+        self.out_channels = out_channels
+
+    def forward(self, x):
+        return self.fpn(self.body(x))
+
+
+def conv_stem(in_channels, depth):
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU()]
+    return layers
+
+
+def build_torchvision(cfg):
+    """torchvision's `FasterRCNN` configured like ours (see NOTES.md)."""
+    c = cfg.fpn_channels
+    anchor_generator = AnchorGenerator(
+        sizes=((64,), (128,), (256,)),  # 8 x stride 8 / 16 / 32
+        aspect_ratios=((0.5, 1.0, 2.0),) * 3,  # h / w, as ours
+    )
+    return TorchvisionFasterRCNN(
+        RegNetFPN(c),
+        num_classes=None,  # given by box_predictor (20 classes + background)
+        # Our batches are 224 px and already normalised: no resize, identity
+        # normalisation (the transform still runs, as it does for every user).
+        min_size=IMAGE_SIZE,
+        max_size=IMAGE_SIZE,
+        image_mean=[0.0, 0.0, 0.0],
+        image_std=[1.0, 1.0, 1.0],
+        rpn_anchor_generator=anchor_generator,
+        rpn_head=RPNHead(c, 3, conv_depth=cfg.rpn_stem_depth),
+        rpn_pre_nms_top_n_train=400,  # per level, like ours
+        rpn_pre_nms_top_n_test=400,
+        rpn_post_nms_top_n_train=300,  # per image
+        rpn_post_nms_top_n_test=300,
+        rpn_nms_thresh=0.7,
+        rpn_fg_iou_thresh=0.6,  # ours: anchor_iou_thresholds=(0.3, 0.6)
+        rpn_bg_iou_thresh=0.3,
+        rpn_batch_size_per_image=cfg.rpn_batch_per_image,
+        rpn_positive_fraction=0.5,
+        box_roi_pool=MultiScaleRoIAlign(["c3", "c4", "c5"], output_size=7, sampling_ratio=-1),
+        # Our second stage: a conv stem on the 7x7 RoI features, then a linear
+        # classifier (torchvision's predictor adds class-wise box regression).
+        box_head=nn.Sequential(*conv_stem(c, cfg.roi_stem_depth), nn.Flatten()),
+        box_predictor=FastRCNNPredictor(c * 7 * 7, cfg.num_classes + 1),
+        box_score_thresh=cfg.score_thresh,
+        box_nms_thresh=cfg.nms_thresh,
+        box_detections_per_img=100,
+        box_fg_iou_thresh=0.5,
+        box_bg_iou_thresh=0.5,
+        box_batch_size_per_image=cfg.roi_batch_per_image,
+        box_positive_fraction=0.25,
+    )
+
+
+# ----------------------------------------------------------------- batches
+def random_batch(batch_size, num_classes, generator):
+    """
+    One batch in both formats: images `(B, 3, 224, 224)`, our GT `(B, 40, 5)`
+    padded with -1, and torchvision's list of {"boxes", "labels"} targets.
+    """
+    images = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    gt = torch.full((batch_size, MAX_GT, 5), -1.0)
+    targets = []
+    for i in range(batch_size):
+        n = int(torch.randint(1, 7, (1,), generator=generator))
+        xy = torch.rand(n, 2, generator=generator) * (IMAGE_SIZE - 40)
+        wh = 16 + torch.rand(n, 2, generator=generator) * (IMAGE_SIZE - 16 - xy)
+        boxes = torch.cat([xy, (xy + wh).clamp(max=IMAGE_SIZE)], dim=1)
+        labels = torch.randint(0, num_classes, (n,), generator=generator)
+        gt[i, :n, :4] = boxes
+        gt[i, :n, 4] = labels.float()
+        targets.append({"boxes": boxes, "labels": labels + 1})
+    return images, gt, targets
+
+
+# ---------------------------------------------------------------- memory
+class PeakMemory:
+    """
+    Peak memory of one phase. CUDA: exact, from the caching allocator. CPU:
+    growth of the process's resident set over its level at the start of the
+    phase, sampled every 2 ms (freed heap is trimmed back first, so phases
+    do not inherit each other's peaks; approximate).
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.peak = 0
+
+    def _rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.002)
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            try:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+            except OSError:
+                pass
+            self.base = self.peak = self._rss()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+        self.mib = (self.peak - self.base) / 2**20
+
+
+# ------------------------------------------------------------ run steps
+class Runner:
+    """Train / inference steps of one detector on the shared batches."""
+
+    def __init__(self, name, model, cfg, device):
+        self.name, self.model, self.cfg, self.device = name, model, cfg, device
+        self.model.to(device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4
+        )
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+
+    def train_step(self, batch):
+        images, gt, targets = batch
+        self.model.train()
+        with self.autocast():
+            if self.name == "torchvision":
+                losses = self.model(list(images), targets)
+            else:
+                losses = self.model(images, gt)
+        loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def infer_step(self, batch):
+        images, _, _ = batch
+        self.model.eval()
+        kw = dict(test_score_thresh=self.cfg.score_thresh, test_nms_thresh=self.cfg.nms_thresh)
+        with self.autocast():
+            if self.name == "torchvision":
+                return self.model(list(images))
+            if self.name == "reference":  # its `inference` takes one image
+                return [self.model(images[i : i + 1], **kw) for i in range(len(images))]
+            return self.model(images, **kw)
+
+    def timed(self, step, batches):
+        """Images/s and peak memory (MiB) of `step` over `batches`."""
+        with PeakMemory(self.device) as mem:
+            sync(self.device)
+            start = time.perf_counter()
+            for batch in batches:
+                step(batch)
+            sync(self.device)
+            elapsed = time.perf_counter() - start
+        return sum(len(b[0]) for b in batches) / elapsed, mem.mib
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def to_device(batch, device, channels_last):
+    images, gt, targets = batch
+    images = images.to(device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    return images, gt.to(device), targets
+
+
+# ------------------------------------------------------------------- nms
+def time_fn(fn, repeats, device):
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def bench_nms(device, num_boxes=5000, repeats=5):
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(num_boxes, 2, generator=g) * IMAGE_SIZE * 0.8
+    wh = 1 + torch.rand(num_boxes, 2, generator=g) * IMAGE_SIZE * 0.5
+    boxes = torch.cat([xy, xy + wh], dim=1).to(device)
+    scores = torch.rand(num_boxes, generator=g).to(device)
+    rows = []
+    for thr in (0.5, 0.7):
+        common.nms(boxes, scores, thr)  # warm-up
+        torchvision.ops.nms(boxes, scores, thr)
+        t_ours, keep_ours = time_fn(lambda: common.nms(boxes, scores, thr), repeats, device)
+        t_tv, keep_tv = time_fn(lambda: torchvision.ops.nms(boxes, scores, thr), repeats, device)
+        same = torch.equal(keep_ours.cpu(), keep_tv.cpu())
+        rows.append((thr, t_ours, t_tv, len(keep_tv), same))
+    return rows
+
+
+# ------------------------------------------------------------------ main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when present)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 8 on CPU, 128 on CUDA")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per detector and mode")
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians reported)")
+    p.add_argument("--detectors", default="reference,fast,torchvision")
+    p.add_argument("--modes", default="train,infer")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--fpn-channels", type=int, default=64)
+    p.add_argument("--rpn-stem-depth", type=int, default=1)
+    p.add_argument("--roi-stem-depth", type=int, default=2)
+    p.add_argument("--rpn-batch-per-image", type=int, default=256)
+    p.add_argument("--roi-batch-per-image", type=int, default=128)
+    p.add_argument("--num-classes", type=int, default=20)
+    p.add_argument("--score-thresh", type=float, default=0.05)
+    p.add_argument("--nms-thresh", type=float, default=0.5)
+    p.add_argument("--nms-boxes", type=int, default=5000, help="0 skips the NMS timing")
+    p.add_argument("--quick", action="store_true", help="smoke run: batch 2, 1 warm-up, 1 iter, 1 repeat")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(cfg.device)
+    if cfg.batch_size is None:
+        cfg.batch_size = 128 if device.type == "cuda" else 8
+    if cfg.quick:
+        cfg.batch_size, cfg.warmup, cfg.iters, cfg.repeats = min(cfg.batch_size, 2), 1, 1, 1
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    names = [n.strip() for n in cfg.detectors.split(",") if n.strip()]
+    if "fast" in names and FastFasterRCNN is None:
+        names.remove("fast")
+    modes = [m.strip() for m in cfg.modes.split(",") if m.strip()]
+
+    print(f"device: {device} ({device_name(device)}), torch {torch.__version__}, "
+          f"torchvision {torchvision.__version__}, threads {torch.get_num_threads()}")
+    print(f"batch {cfg.batch_size}, warm-up {cfg.warmup}, {cfg.iters} iters x {cfg.repeats} "
+          f"repeats, amp(bf16) {cfg.amp}, channels_last {cfg.channels_last}")
+
+    builders = {
+        "reference": build_reference,
+        "fast": lambda c: FastFasterRCNN.from_reference(build_reference(c)),
+        "torchvision": build_torchvision,
+    }
+    runners = {}
+    for name in names:
+        torch.manual_seed(cfg.seed)
+        runners[name] = Runner(name, builders[name](cfg), cfg, device)
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    n_batches = max(cfg.warmup, cfg.iters)
+    batches = [
+        to_device(random_batch(cfg.batch_size, cfg.num_classes, g), device, cfg.channels_last)
+        for _ in range(n_batches)
+    ]
+
+    results = {(n, m): [] for n in names for m in modes}
+    peaks = {(n, m): 0.0 for n in names for m in modes}
+    for mode in modes:
+        for name in names:  # warm-up
+            r = runners[name]
+            step = r.train_step if mode == "train" else r.infer_step
+            for batch in batches[: cfg.warmup]:
+                step(batch)
+        for rep in range(cfg.repeats):
+            order = names[rep % len(names):] + names[: rep % len(names)]
+            for name in order:
+                r = runners[name]
+                step = r.train_step if mode == "train" else r.infer_step
+                ips, mib = r.timed(step, batches[: cfg.iters])
+                results[(name, mode)].append(ips)
+                peaks[(name, mode)] = max(peaks[(name, mode)], mib)
+
+    print()
+    print(f"{'detector':<12} {'mode':<6} {'images/s (median)':>18} {'min..max':>14} "
+          f"{'peak MiB':>9} {'vs torchvision':>15}")
+    for mode in modes:
+        tv = statistics.median(results[("torchvision", mode)]) if "torchvision" in names else None
+        for name in names:
+            vals = results[(name, mode)]
+            med = statistics.median(vals)
+            ratio = f"{med / tv:.2f}x" if tv else "-"
+            print(f"{name:<12} {mode:<6} {med:>18.1f} {min(vals):>6.1f}..{max(vals):<7.1f}"
+                  f" {peaks[(name, mode)]:>9.0f} {ratio:>15}")
+    targets = {"cpu": "training >= 2x torchvision", "cuda": "training >= 2500 img/s, inference >= 5000 img/s (batch 128)"}
+    print(f"target on {device.type}: {targets.get(device.type, '-')}")
+
+    if cfg.nms_boxes:
+        print()
+        print(f"nms on {cfg.nms_boxes} random boxes ({device.type}):")
+        for thr, t_ours, t_tv, kept, same in bench_nms(device, cfg.nms_boxes):
+            print(f"  iou {thr}: common.nms {t_ours * 1e3:8.2f} ms, torchvision.ops.nms "
+                  f"{t_tv * 1e3:7.2f} ms, ratio {t_ours / t_tv:6.1f}x, kept {kept}, "
+                  f"same indices: {same}")
+        print("  target: common.nms within 3x of torchvision.ops.nms on GPU")
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        return f"{model}, {os.cpu_count()} cores"
+    except (OSError, StopIteration):
+        return "cpu"
+
+
+if __name__ == "__main__":
+    main()

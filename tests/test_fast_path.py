@@ -1,0 +1,155 @@
+"""
+The batched fast path (`fast_detector.py`) against the reference detector
+(`two_stage_detector.FasterRCNN`, which runs image by image) and against
+torchvision's box ops; and a smoke run of the speed benchmark.
+"""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from common import DetectorBackboneWithFPN
+from fast_detector import FastFasterRCNN, batched_box_iou, batched_nms_sorted
+from two_stage_detector import RPN, FasterRCNN
+
+IMAGE_SIZE = 128
+NUM_CLASSES = 5
+
+
+def random_boxes(shape, size=IMAGE_SIZE, generator=None):
+    xy = torch.rand(*shape, 2, generator=generator) * size * 0.7
+    wh = 4 + torch.rand(*shape, 2, generator=generator) * size * 0.5
+    return torch.cat([xy, (xy + wh).clamp(max=size)], dim=-1)
+
+
+def make_detector(rpn_samples=16, roi_samples=32):
+    torch.manual_seed(0)
+    backbone = DetectorBackboneWithFPN(16, pretrained=False)
+    rpn = RPN(16, [16], batch_size_per_image=rpn_samples, pre_nms_topk=60, post_nms_topk=20)
+    return FasterRCNN(backbone, rpn, [16], NUM_CLASSES, batch_size_per_image=roi_samples)
+
+
+def make_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(3, 3, IMAGE_SIZE, IMAGE_SIZE, generator=g)
+    gt = torch.full((3, 6, 5), -1.0)
+    gt[0, :4, :4] = random_boxes((4,), generator=g)  # 4 objects
+    gt[0, :4, 4] = torch.tensor([0.0, 3.0, 1.0, 4.0])
+    gt[1, :1, :4] = torch.tensor([[0.0, 0.0, IMAGE_SIZE, IMAGE_SIZE]])  # one big object
+    gt[1, :1, 4] = 2.0
+    # image 2 has no objects at all: every row is padding
+    return images, gt
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    # Samples far above the number of candidates: both detectors then use all
+    # foreground and background anchors / proposals, and the random sampling
+    # can no longer make their losses differ.
+    reference = make_detector(rpn_samples=10**6, roi_samples=10**6)
+    return reference, FastFasterRCNN.from_reference(reference)
+
+
+def test_shares_modules_and_state_dict(detectors):
+    reference, fast = detectors
+    assert fast.backbone is reference.backbone and fast.cls_pred is reference.cls_pred
+    assert list(fast.state_dict()) == list(reference.state_dict())
+    # A checkpoint of one loads into the other.
+    FastFasterRCNN.from_reference(make_detector()).load_state_dict(reference.state_dict())
+
+
+def test_training_losses_and_gradients_match_reference(detectors):
+    reference, fast = detectors
+    images, gt = make_batch()
+    results = []
+    for model in (reference, fast):
+        model.train()
+        model.zero_grad()
+        losses = model(images, gt)
+        sum(losses.values()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((losses, grads))
+    (ref_losses, ref_grads), (fast_losses, fast_grads) = results
+    assert set(fast_losses) == {"loss_rpn_obj", "loss_rpn_box", "loss_cls"}
+    for name in ref_losses:
+        assert ref_losses[name] > 0, name
+        torch.testing.assert_close(fast_losses[name], ref_losses[name], rtol=1e-4, atol=1e-6)
+    assert set(fast_grads) == set(ref_grads)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_inference_matches_reference_image_by_image(detectors):
+    reference, fast = detectors
+    images, _ = make_batch(seed=1)
+    reference.eval()
+    fast.eval()
+    with torch.no_grad():
+        batched = fast.predict(images, test_score_thresh=0.0, test_nms_thresh=0.5)
+        assert len(batched) == len(images)
+        total = 0
+        for i, (boxes, classes, scores) in enumerate(batched):
+            ref_boxes, ref_classes, ref_scores = reference(images[i : i + 1], None, 0.0, 0.5)
+            total += len(ref_boxes)
+            torch.testing.assert_close(boxes, ref_boxes)
+            torch.testing.assert_close(classes, ref_classes)
+            torch.testing.assert_close(scores, ref_scores)
+        assert total > 0
+        # One image through `forward`: the reference's return format.
+        single = fast(images[:1], None, 0.0, 0.5)
+        assert isinstance(single, tuple) and len(single) == 3
+        torch.testing.assert_close(single[0], batched[0][0])
+
+
+def test_sampled_training_step_runs():
+    # Realistic (small) sample sizes: the losses are finite and reach every
+    # trainable module.
+    fast = FastFasterRCNN.from_reference(make_detector())
+    fast.train()
+    images, gt = make_batch(seed=2)
+    losses = fast(images, gt)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for part in (fast.backbone, fast.rpn, fast.cls_pred):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_missing_gt_boxes_in_training_mode():
+    fast = FastFasterRCNN.from_reference(make_detector()).train()
+    with pytest.raises(ValueError, match="gt_boxes"):
+        fast(torch.zeros(1, 3, 64, 64))
+
+
+# ----------------------------------------------------------------- box ops
+def test_batched_box_iou_against_torchvision():
+    g = torch.Generator().manual_seed(3)
+    boxes1, boxes2 = random_boxes((4, 30), generator=g), random_boxes((4, 7), generator=g)
+    got = batched_box_iou(boxes1, boxes2)
+    for b in range(4):
+        torch.testing.assert_close(got[b], torchvision.ops.box_iou(boxes1[b], boxes2[b]))
+
+
+@pytest.mark.parametrize("iou_threshold", [0.3, 0.5, 0.7])
+def test_batched_nms_sorted_against_torchvision(iou_threshold):
+    g = torch.Generator().manual_seed(4)
+    boxes = random_boxes((6, 300), generator=g)
+    boxes[1] = boxes[1, :1] + torch.rand(300, 4, generator=g) * 8  # crowded group
+    scores = torch.rand(6, 300, generator=g).sort(dim=1, descending=True).values
+    keep = batched_nms_sorted(boxes, iou_threshold)
+    for b in range(6):
+        expected = torchvision.ops.nms(boxes[b], scores[b], iou_threshold)
+        torch.testing.assert_close(keep[b].nonzero().squeeze(1), expected)
+
+
+# --------------------------------------------------------------- benchmark
+def test_benchmark_smoke():
+    out = subprocess.run(
+        [sys.executable, "bench/benchmark.py", "--quick", "--nms-boxes", "300",
+         "--detectors", "fast,torchvision", "--fpn-channels", "16"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for needle in ("fast", "torchvision", "train", "infer", "same indices: True"):
+        assert needle in out.stdout, out.stdout
