@@ -5,6 +5,7 @@ Command line of the autograder.
     python -m autograder fixtures
     python -m autograder grade SUBMISSION [SUBMISSION ...] [--json F] [--csv F] [--jobs N]
     python -m autograder gradescope OUT.zip
+    python -m autograder nbgrader COURSE_DIR
     python -m autograder list
 """
 import argparse
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("gradescope", help="build the Gradescope autograder zip")
     p.add_argument("out_zip")
 
+    p = sub.add_parser("nbgrader", help="write an nbgrader course directory")
+    p.add_argument("course_dir")
+
     sub.add_parser("list", help="list the checks")
 
     args = parser.parse_args(argv)
@@ -76,6 +80,14 @@ def main(argv=None) -> int:
             print(f"{c.name:32} {c.file:22} {c.points:>4g}  {c.todo}")
             total += c.points
         print(f"{'total':32} {'':22} {total:>4g}")
+        return 0
+    if args.cmd == "nbgrader":
+        from .nbgrader_course import make_course
+
+        notebooks = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+        course = make_course(Path(args.course_dir), notebooks)
+        print(f"wrote the nbgrader course to {course} ({len(notebooks)} notebooks); next:\n"
+              f"  cd {course} && nbgrader generate_assignment two_stage_detector")
         return 0
     if args.cmd == "gradescope":
         from .gradescope import build_zip

@@ -458,7 +458,7 @@ class RPNPredNetStem(Check):
 
 @register
 class RPNPredNetHeads(Check):
-    name, points = "rpn_pred_net_heads", 2.0
+    name, points = "rpn_pred_net_heads", 1.0
     todo = "RPNPredictionNetwork.__init__: objectness and box heads"
     hides = [("tsd", "RPNPredictionNetwork.__init__")]
 
@@ -551,7 +551,7 @@ class GenerateFPNAnchors(Check):
 
 @register
 class IoU(Check):
-    name, points = "iou", 2.0
+    name, points = "iou", 3.0
     keep = ("iou",)
     todo = "iou"
     hides = [("tsd", "iou")]
@@ -584,7 +584,7 @@ def matched_gt_rows(gen, n):
 
 @register
 class GetDeltas(Check):
-    name, points = "rcnn_get_deltas_from_anchors", 3.0
+    name, points = "rcnn_get_deltas_from_anchors", 2.0
     keep = ("rcnn_get_deltas_from_anchors",)
     todo = "rcnn_get_deltas_from_anchors"
     hides = [("tsd", "rcnn_get_deltas_from_anchors")]
@@ -699,7 +699,7 @@ def run_rpn_forward(ctx, inp, capture_matching=False, replace_matching=False):
 
 @register
 class RPNForwardAnchors(Check):
-    name, points = "rpn_forward_anchors", 2.0
+    name, points = "rpn_forward_anchors", 1.0
     todo = "RPN.forward: predictions and anchors"
     hides = [("tsd", "RPN.forward")]
 
@@ -731,7 +731,7 @@ class RPNForwardAnchors(Check):
 
 @register
 class RPNForwardMatching(Check):
-    name, points = "rpn_forward_matching", 2.0
+    name, points = "rpn_forward_matching", 1.0
     todo = "RPN.forward: match anchors with GT boxes"
     hides = [("tsd", "RPN.forward")]
 
@@ -778,7 +778,7 @@ class RPNForwardLoss(Check):
 
 @register
 class RPNPredictProposals(Check):
-    name, points = "rpn_predict_proposals", 4.0
+    name, points = "rpn_predict_proposals", 3.0
     todo = "RPN.predict_proposals"
     hides = [("tsd", "RPN.predict_proposals")]
 
@@ -869,7 +869,7 @@ def split_stem_head(layers):
 
 @register
 class FasterRCNNClsStem(Check):
-    name, points = "faster_rcnn_cls_stem", 2.0
+    name, points = "faster_rcnn_cls_stem", 1.0
     todo = "FasterRCNN.__init__: the classifier stem"
     hides = [("tsd", "FasterRCNN.__init__")]
 
@@ -898,7 +898,7 @@ class FasterRCNNClsStem(Check):
 
 @register
 class FasterRCNNClsHead(Check):
-    name, points = "faster_rcnn_cls_head", 2.0
+    name, points = "faster_rcnn_cls_head", 1.0
     todo = "FasterRCNN.__init__: Flatten + Linear to C+1 logits"
     hides = [("tsd", "FasterRCNN.__init__")]
 
@@ -976,7 +976,7 @@ class FasterRCNNRoIAlign(Check):
 
 @register
 class FasterRCNNMatching(Check):
-    name, points = "faster_rcnn_matching", 2.0
+    name, points = "faster_rcnn_matching", 1.0
     todo = "FasterRCNN.forward: match proposals with GT boxes"
     hides = [("tsd", "FasterRCNN.forward")]
 
@@ -1036,7 +1036,7 @@ def roi_align_replacement(fwd, parts):
 
 @register
 class FasterRCNNLoss(Check):
-    name, points = "faster_rcnn_loss", 3.0
+    name, points = "faster_rcnn_loss", 2.0
     todo = "FasterRCNN.forward: sampling and classification loss"
     hides = [("tsd", "FasterRCNN.forward")]
 
@@ -1073,7 +1073,7 @@ class FasterRCNNLoss(Check):
 
 @register
 class FasterRCNNInference(Check):
-    name, points = "faster_rcnn_inference", 3.0
+    name, points = "faster_rcnn_inference", 2.0
     todo = "FasterRCNN.inference: scores, threshold, background"
     hides = [("tsd", "FasterRCNN.inference")]
 

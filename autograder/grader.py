@@ -250,7 +250,7 @@ class Report:
         if self.json_path:
             self.write_json(self.json_path)
         if self.on_check:
-            self.on_check(key, result)
+            self.on_check(self, key, result)
 
     def as_list(self):
         out = []

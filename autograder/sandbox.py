@@ -6,9 +6,10 @@ worker imports torch, the reference solution and the check inputs once (never
 the expected outputs), then forks one *child* per (submission, check). Each
 child, before it touches student code:
 
-- gets its own session, stdin from /dev/null, stdout/stderr into a capped
-  capture file and every other inherited descriptor closed (student prints
-  cannot reach the grader's pipes);
+- gets its own session, stdin from /dev/null, stdout/stderr into a pipe that
+  the worker drains (the first 2000 characters become feedback) and every
+  other inherited descriptor closed (student prints cannot reach the
+  grader's pipes);
 - gets a memory limit (RLIMIT_AS), a CPU limit, a file-size limit and no core
   dumps; the worker kills it at the wall-clock timeout;
 - when the grader runs as root, switches to an unprivileged uid of its own
@@ -89,7 +90,6 @@ def _hide(ref, hides):
             obj = getattr(obj, p, None)
         if obj is not None and attr in vars(obj):
             delattr(obj, attr)
-    gc.collect()
 
 
 def _child(task, ref, inputs, cap_fd, res_fd, uid, mem_limit, scratch):
@@ -174,6 +174,10 @@ def worker_main(argv=None):
     parser.add_argument("--mem-limit-mb", type=int, default=2048)
     args = parser.parse_args(argv)
 
+    try:  # PR_SET_PDEATHSIG: die with the grading parent
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # noqa: BLE001
+        pass
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -195,31 +199,38 @@ def worker_main(argv=None):
     private = tempfile.mkdtemp(prefix="autograder-worker-")
     os.chmod(private, 0o700)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.collect()
+    gc.freeze()  # children start with an empty young generation: no slow collections
     _send({"ready": True})
 
     buf = b""
-    pending, running = [], {}
+    pending, running, captured = [], {}, {}
     free_slots = list(range(args.slots))
     eof = False
     while not (eof and not pending and not running):
         timeout = 0.01 if running else (None if not pending else 0)
+        cap_fds = {entry[2]: pid for pid, entry in running.items()}
+        watch = ([] if eof else [0]) + list(cap_fds)
+        ready = select.select(watch, [], [], timeout)[0] if watch else []
+        for fd in ready:
+            if fd in cap_fds:
+                _drain(fd, captured[fd])
         if not eof:
-            ready, _, _ = select.select([0], [], [], timeout)
-            if ready:
+            if 0 in ready:
                 chunk = os.read(0, 65536)
                 if not chunk:
                     eof = True
+                    pending.clear()  # the parent is gone or done: queued work is void
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         pending.append(json.loads(line))
-        elif running:
-            time.sleep(0.01)
         while pending and free_slots:
             task = pending.pop(0)
             slot = free_slots.pop(0)
-            cap = tempfile.TemporaryFile(dir=private)
+            cap_r, cap_w = os.pipe()
+            os.set_blocking(cap_r, False)
             res = tempfile.TemporaryFile(dir=private)
             uid = uid_base + slot if root else None
             scratch = tempfile.mkdtemp(prefix="autograder-scratch-")
@@ -227,12 +238,14 @@ def worker_main(argv=None):
                 os.chown(scratch, uid, uid)
             pid = os.fork()
             if pid == 0:
-                _child(task, ref, inputs, cap.fileno(), res.fileno(), uid,
+                _child(task, ref, inputs, cap_w, res.fileno(), uid,
                        args.mem_limit_mb << 20, scratch)
+            os.close(cap_w)
+            captured[cap_r] = bytearray()
             _send({"id": task["id"], "started": True})
-            running[pid] = (task, slot, cap, res, uid, scratch, time.monotonic())
+            running[pid] = (task, slot, cap_r, res, uid, scratch, time.monotonic())
         for pid in list(running):
-            task, slot, cap, res, uid, scratch, t0 = running[pid]
+            task, slot, cap_r, res, uid, scratch, t0 = running[pid]
             done, status = os.waitpid(pid, os.WNOHANG)
             timed_out = False
             if not done:
@@ -251,8 +264,9 @@ def worker_main(argv=None):
                 pass
             if uid is not None:
                 _kill_uid(uid)
-            cap.seek(0)
-            printed = cap.read(MAX_PRINTED + 1).decode("utf-8", "replace")
+            _drain(cap_r, captured[cap_r])
+            printed = bytes(captured.pop(cap_r)[: MAX_PRINTED + 1]).decode("utf-8", "replace")
+            os.close(cap_r)
             res.seek(0, os.SEEK_END)
             size = res.tell()
             res.seek(0)
@@ -266,13 +280,27 @@ def worker_main(argv=None):
                 reply.update(status="error", detail="produced no outputs (too large?)")
             else:
                 reply.update(status="crashed", detail=_describe_exit(status))
-            cap.close()
             res.close()
             _rmtree(scratch)
             del running[pid]
             free_slots.append(slot)
             _send(reply)
     _rmtree(private)
+
+
+def _drain(fd, keep: bytearray):
+    """Read what a child printed; keep the start, drop the rest."""
+    for _ in range(256):
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        if not chunk:
+            return
+        if len(keep) <= MAX_PRINTED:
+            keep += chunk[: MAX_PRINTED + 1 - len(keep)]
 
 
 def _alive(pid):
