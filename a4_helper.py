@@ -461,13 +461,18 @@ def train_detector(
         scheduler.load_state_dict(state["scheduler"])
         history = state["history"]
         start_iter = state["iter"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
         print(f"Resumed from {checkpoint_path} at iteration {start_iter}.")
 
     def save(it: int):
         if checkpoint_path:
             os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)
             state = {"model": detector.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "history": history, "iter": it}
+                     "scheduler": scheduler.state_dict(), "history": history, "iter": it,
+                     "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}}
             torch.save(state, checkpoint_path + ".tmp")
             os.replace(checkpoint_path + ".tmp", checkpoint_path)
 
@@ -511,7 +516,8 @@ def train_detector(
         if checkpoint_path and (it + 1) % checkpoint_period == 0:
             save(it + 1)
     bar.close()
-    save(max_iters)
+    if start_iter < max_iters:
+        save(max_iters)
     return history
 
 
@@ -675,15 +681,15 @@ def _new_axes(ax=None, figsize=(5, 5)):
 
 
 def _add_box(ax, box, colour, linewidth=2.0, linestyle="-", label=None, alpha=1.0,
-             text_colour="white"):
+             text_colour="white", halo=True):
     from matplotlib import patches, patheffects
 
     x1, y1, x2, y2 = [float(v) for v in box[:4]]
     rect = patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
                              linewidth=linewidth, linestyle=linestyle, alpha=alpha)
-    # A dark halo keeps light boxes visible on light images.
-    rect.set_path_effects([patheffects.withStroke(linewidth=linewidth + 1.2, foreground="black"),
-                           patheffects.Normal()])
+    if halo:  # a dark halo keeps light boxes visible on light images
+        rect.set_path_effects([patheffects.withStroke(linewidth=linewidth + 1.2, foreground="black"),
+                               patheffects.Normal()])
     ax.add_patch(rect)
     if label:
         ax.text(x1, y1, label, fontsize=7, color=text_colour, va="bottom", clip_on=True,
@@ -770,7 +776,7 @@ def draw_anchors(image, anchors: torch.Tensor, centers: Optional[torch.Tensor] =
     if max_anchors is not None and len(anchors) > max_anchors:
         anchors = anchors[torch.linspace(0, len(anchors) - 1, max_anchors).long()]
     for box in anchors.tolist():
-        _add_box(ax, box, colour, linewidth=1.0)
+        _add_box(ax, box, colour, linewidth=1.2, halo=False)
     if centers is not None:
         centers = torch.as_tensor(centers).detach().cpu().reshape(-1, 2)
         ax.scatter(centers[:, 0], centers[:, 1], s=4, c="cyan")
@@ -779,12 +785,14 @@ def draw_anchors(image, anchors: torch.Tensor, centers: Optional[torch.Tensor] =
 
 def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
                  gt_boxes: Optional[torch.Tensor] = None, ax=None, title: Optional[str] = None,
-                 max_background: int = 30, normalized: bool = True, seed: int = 0):
+                 max_background: int = 10, max_neutral: int = 15, normalized: bool = True,
+                 seed: int = 0):
     """
     Colour anchors by their match (output of `rcnn_match_anchors_to_gt`):
     foreground (class >= 0) green, neutral (-1e8) yellow, background (-1)
-    red (only `max_background` of them, picked at random, to keep the picture
-    readable), GT boxes thick white.
+    red, GT boxes thick white. All foreground anchors are drawn; of the
+    neutral and background ones only `max_neutral` / `max_background`,
+    picked at random, to keep the picture readable.
 
     Args:
         image: see `detection_visualizer`.
@@ -792,8 +800,8 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
         gt_boxes: `(M, 5)` GT boxes of the image (rows of -1 skipped).
 
     Returns:
-        matplotlib Figure; Rectangle patches carry edge colours green /
-        yellow / red / white (the counts are in the legend).
+        matplotlib Figure; Rectangle patches carry edge colours lime /
+        yellow / red / white, and the legend gives the full counts.
     """
     fig, ax = _new_axes(ax)
     anchors = torch.as_tensor(anchors).detach().cpu().reshape(-1, 4)
@@ -803,21 +811,23 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
     bg = (matched[:, 4] == -1).nonzero().flatten()
     generator = torch.Generator().manual_seed(seed)
     bg_drawn = bg[torch.randperm(len(bg), generator=generator)[:max_background]]
+    neutral_drawn = neutral[torch.randperm(len(neutral), generator=generator)[:max_neutral]]
     _show(ax, image, normalized, title)
-    for idx, colour in ((bg_drawn, "red"), (neutral, "yellow"), (fg, "lime")):
-        for box in anchors[idx].tolist():
-            _add_box(ax, box, colour, linewidth=1.0)
     if gt_boxes is not None:
         for box in torch.as_tensor(gt_boxes).detach().cpu().reshape(-1, 5).tolist():
             if box[4] >= 0:
-                _add_box(ax, box, "white", linewidth=2.5)
+                _add_box(ax, box, "white", linewidth=3.0)
+    for idx, colour, width in ((bg_drawn, "red", 1.0), (neutral_drawn, "yellow", 1.0),
+                               (fg, "lime", 1.8)):
+        for box in anchors[idx].tolist():
+            _add_box(ax, box, colour, linewidth=width, halo=False)
     from matplotlib.lines import Line2D
 
     ax.legend(handles=[
         Line2D([], [], color="lime", label=f"foreground ({len(fg)})"),
-        Line2D([], [], color="yellow", label=f"neutral ({len(neutral)})"),
+        Line2D([], [], color="yellow", label=f"neutral ({len(neutral)}, {len(neutral_drawn)} drawn)"),
         Line2D([], [], color="red", label=f"background ({len(bg)}, {len(bg_drawn)} drawn)"),
-        Line2D([], [], color="white", lw=2.5, label="GT"),
+        Line2D([], [], color="white", lw=3, label="GT"),
     ], loc="lower right", fontsize=6, framealpha=0.7, facecolor="grey")
     return fig
 

@@ -281,7 +281,11 @@ def main(argv=None):
     parser.add_argument("--val", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="regenerate even if complete")
     args = parser.parse_args(argv)
+    if not args.force and is_complete(args.out, args.train, args.val, args.seed):
+        print(f"{args.out} is complete ({args.train} train + {args.val} val, seed {args.seed}).")
+        return
     start = time.time()
     generate(args.out, args.train, args.val, args.seed, args.workers)
     print(f"Wrote {args.train} train + {args.val} val images to {args.out} "

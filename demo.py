@@ -1,0 +1,225 @@
+"""
+The kit's demo: train the reference Faster R-CNN from scratch on the embedded
+shapes dataset, report mAP@0.5 per class on its val split, and draw figures.
+
+    python demo.py --out outputs/demo            # about 10 minutes on 2 CPU cores
+    python demo.py --iters 3000 --out outputs/long  # the longer schedule
+
+Everything is offline: the backbone starts from random weights
+(`pretrained=False`) and the data is generated locally.
+"""
+import argparse
+import json
+import os
+import time
+
+# On a CPU shared with other jobs, OpenMP threads that spin while waiting
+# slow training down several times; let them sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+
+def build_detector(num_classes: int, fpn_channels: int = 48):
+    """The reference detector with settings for small images trained from scratch."""
+    from common import DetectorBackboneWithFPN
+    from two_stage_detector import RPN, FasterRCNN
+
+    backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=False)
+    rpn = RPN(
+        fpn_channels,
+        stem_channels=[fpn_channels],
+        batch_size_per_image=64,
+        # Anchors of 3 x stride: 24, 48, 96 px at p3, p4, p5 (objects are
+        # about 16 px to most of a 160 px image). IoU >= 0.5 is foreground so
+        # that sizes between two levels still get foreground anchors.
+        anchor_stride_scale=3,
+        anchor_aspect_ratios=[0.5, 1.0, 2.0],
+        anchor_iou_thresholds=(0.3, 0.5),
+        nms_thresh=0.7,
+        pre_nms_topk=200,
+        post_nms_topk=30,
+    )
+    return FasterRCNN(backbone, rpn, stem_channels=[fpn_channels], num_classes=num_classes,
+                      batch_size_per_image=64)
+
+
+@torch.no_grad()
+def rpn_proposals(detector, image: torch.Tensor, topk: int = 20):
+    """
+    Top-`topk` RPN proposals of one image `(3, S, S)` over all FPN levels,
+    before and after class-agnostic NMS (the RPN's own threshold), each
+    `(K, 4)` sorted by objectness.
+    """
+    import torchvision
+    from common import get_fpn_location_coords
+    from two_stage_detector import generate_fpn_anchors, rcnn_apply_deltas_to_anchors
+
+    device = next(detector.parameters()).device
+    detector.eval()
+    feats = detector.backbone(image[None].to(device))
+    logits, deltas = detector.rpn.pred_net(feats)
+    strides = detector.backbone.fpn_strides
+    locations = get_fpn_location_coords({k: v.shape for k, v in feats.items()}, strides,
+                                        device=device)
+    anchors = generate_fpn_anchors(locations, strides, detector.rpn.anchor_stride_scale,
+                                   detector.rpn.anchor_aspect_ratios)
+    boxes = torch.cat([rcnn_apply_deltas_to_anchors(deltas[k][0], anchors[k]) for k in anchors])
+    boxes = boxes.clamp(0, image.shape[-1])
+    scores = torch.cat([logits[k][0] for k in anchors])
+    order = scores.argsort(descending=True)[: detector.rpn.pre_nms_topk * len(anchors)]
+    keep = torchvision.ops.nms(boxes[order], scores[order], detector.rpn.nms_thresh)
+    return boxes[order][:topk].cpu(), boxes[order][keep][:topk].cpu()
+
+
+def draw_figures(detector, out: str, train_set, val_set, history, result, image_size: int):
+    """Write the demo's PNG figures into `out` and return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import a4_helper as helper
+    from common import get_fpn_location_coords
+    from two_stage_detector import generate_fpn_anchors, rcnn_match_anchors_to_gt
+
+    paths = []
+
+    def save(fig, name):
+        path = os.path.join(out, name)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+
+    save(helper.plot_losses(history), "losses.png")
+
+    # Anchors and matches on real photographs.
+    photos = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
+                                         image_size=image_size)
+    strides = detector.backbone.fpn_strides
+    shapes = {k: (1, 1, image_size // s, image_size // s) for k, s in strides.items()}
+    locations = get_fpn_location_coords(shapes, strides)
+    scale, ratios = detector.rpn.anchor_stride_scale, detector.rpn.anchor_aspect_ratios
+    anchors = generate_fpn_anchors(locations, strides, scale, ratios)
+    _, image, gt = photos[photos.ids.index("astronaut")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    for ax, level in zip(axes, strides):
+        # Aspect ratio 1.0 only: every len(ratios)-th anchor, offset by its index.
+        level_anchors = anchors[level][ratios.index(1.0) :: len(ratios)]
+        helper.draw_anchors(image, level_anchors, centers=locations[level], ax=ax,
+                            max_anchors=12, title=f"{level}: stride {strides[level]}, "
+                            f"{scale * strides[level]} px anchors (ratio 1, 12 shown)")
+    save(fig, "anchors.png")
+
+    # Matching on photos uses the course's VOC settings (224 px images,
+    # anchors of 8 x stride = 64, 128, 256 px), made for objects that fill
+    # much of the picture, as photographed objects do.
+    photos224 = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
+                                            image_size=224)
+    shapes224 = {k: (1, 1, 224 // s, 224 // s) for k, s in strides.items()}
+    anchors224 = generate_fpn_anchors(get_fpn_location_coords(shapes224, strides), strides, 8,
+                                      [0.5, 1.0, 2.0])
+    all_anchors = torch.cat(list(anchors224.values()))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    for ax, name in zip(axes, ["astronaut", "stereo_motorcycle", "chelsea"]):
+        _, image, gt = photos224[photos224.ids.index(name)]
+        matched = rcnn_match_anchors_to_gt(all_anchors, gt, (0.3, 0.6))
+        helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
+                            title=f"{name}\n64/128/256 px anchors, IoU (0.3, 0.6)")
+    save(fig, "matches.png")
+
+    # The same on shapes images with the demo detector's anchors.
+    all_anchors = torch.cat(list(anchors.values()))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    for ax, i in zip(axes, [1, 2, 3]):
+        path, image, gt = val_set[i]
+        matched = rcnn_match_anchors_to_gt(all_anchors, gt, detector.rpn.anchor_iou_thresholds)
+        helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
+                            title=f"{os.path.basename(path)}\n"
+                            f"{scale * 8}/{scale * 16}/{scale * 32} px anchors, IoU "
+                            f"{detector.rpn.anchor_iou_thresholds}")
+    save(fig, "matches_shapes.png")
+
+    # Proposals and detections of the trained detector on val images.
+    _, image, gt = val_set[0]
+    before, after = rpn_proposals(detector, image, topk=20)
+    save(helper.draw_proposals(image, before, after, topk=20,
+                               title="RPN proposals of the trained detector (val image 0)"),
+         "proposals.png")
+
+    fig, axes = plt.subplots(2, 4, figsize=(14, 7.4))
+    for i, ax in enumerate(axes.flat):
+        path, image, gt = val_set[i]
+        pred = result["predictions"][i]
+        keep = pred["scores"] >= 0.5
+        boxes = torch.cat([pred["boxes"][keep], pred["labels"][keep, None].float(),
+                           pred["scores"][keep, None]], dim=1)
+        helper.detection_visualizer(image, val_set.class_names, gt_boxes=gt, pred_boxes=boxes,
+                                    ax=ax, title=os.path.basename(path))
+    fig.suptitle("val images: GT dashed white, detections with score >= 0.5 coloured by class")
+    fig.tight_layout()
+    save(fig, "detections.png")
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="outputs/demo", help="folder for figures, metrics, checkpoint")
+    parser.add_argument("--iters", type=int, default=600, help="training iterations")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--fpn-channels", type=int, default=48)
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/detector.pt")
+    args = parser.parse_args(argv)
+
+    import a4_helper as helper
+
+    start = time.time()
+    os.makedirs(args.out, exist_ok=True)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"Device: {device}; torch threads: {torch.get_num_threads()}")
+    dataset_dir = helper.ensure_shapes_dataset()
+    train_set = helper.VOC2007DetectionTiny(dataset_dir, "train", image_size=args.image_size, cache=True)
+    val_set = helper.VOC2007DetectionTiny(dataset_dir, "val", image_size=args.image_size, cache=True)
+    print(f"Data: {len(train_set)} train / {len(val_set)} val images, classes {train_set.class_names} "
+          f"({time.time() - start:.0f} s so far)")
+
+    helper.reset_seed(args.seed)
+    detector = build_detector(train_set.num_classes, args.fpn_channels)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    checkpoint = os.path.join(args.out, "detector.pt")
+    if not args.resume and os.path.exists(checkpoint):
+        os.remove(checkpoint)
+    history = helper.train_detector(
+        detector, loader, learning_rate=args.lr, weight_decay=1e-4, max_iters=args.iters,
+        log_period=10, device=device, amp=device.type == "cuda", checkpoint_path=checkpoint,
+        seed=args.seed, warmup_iters=min(100, args.iters // 5),
+    )
+    train_time = time.time() - start
+
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
+    result = helper.inference_with_detector(detector, val_loader, val_set.class_names,
+                                            score_thresh=0.05, nms_thresh=0.5, device=device)
+    print(f"\nmAP@0.5 on the shapes val split ({result['num_images']} images, "
+          "COCO-style 101-point interpolated AP):")
+    print(helper.format_ap_table(result, val_set.class_names))
+
+    paths = draw_figures(detector, args.out, train_set, val_set, history, result, args.image_size)
+    metrics = {"map50": result["map50"], "per_class": result["per_class"], "iters": args.iters,
+               "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
+               "device": str(device), "train_seconds": round(train_time, 1),
+               "total_seconds": round(time.time() - start, 1)}
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    print(f"\nWrote {', '.join(paths + [os.path.join(args.out, 'metrics.json')])}")
+    print(f"Total time {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
