@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 from .release import ASSIGNMENT, GRADED_FILES, PROVIDED_FILES, ROOT, strip_solutions
 
@@ -60,6 +61,8 @@ c.GenerateFeedback.preprocessors = [
 class StderrToStdout(Preprocessor):
     """Turn stderr stream outputs into stdout ones, so that a warning printed
     by a library does not make nbgrader give 0 to the cell."""
+
+    enabled = Bool(True).tag(config=True)
 
     def preprocess_cell(self, cell, resources, index):
         for output in cell.get("outputs", []):
