@@ -35,3 +35,22 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Autograder (see README, "For instructors"): the student version of the kit,
+# the reference outputs, the Gradescope zip, and grading a folder of
+# submissions (SUBMISSIONS=folder holding one sub-folder or .zip per student).
+RELEASE_DIR ?= outputs/release
+SUBMISSIONS ?= submissions
+.PHONY: release fixtures gradescope grade
+
+release: venv
+	$(PY) -m autograder release $(RELEASE_DIR)
+
+fixtures: venv
+	$(PY) -m autograder fixtures
+
+gradescope: venv
+	$(PY) -m autograder gradescope outputs/gradescope_autograder.zip
+
+grade: venv
+	$(PY) -m autograder grade $(SUBMISSIONS) --json outputs/grades.json --csv outputs/grades.csv
