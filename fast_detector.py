@@ -105,6 +105,73 @@ def batched_nms_sorted(boxes: torch.Tensor, iou_threshold: float) -> torch.Tenso
     return keep
 
 
+def _bilinear_weights(start, bin_size, pooled, size):
+    """
+    RoI-Align's sampling along one axis, as a matrix: `(R, pooled, size)`
+    weights such that pooling bin p of RoI r reads
+    `sum_i weights[r, p, i] * feature[i]` along this axis. Each bin averages
+    `ceil(bin_size)` bilinear samples (torchvision's `sampling_ratio=-1`);
+    samples beyond one pixel outside the map read 0, as in torchvision.
+    """
+    grid = torch.ceil(bin_size)  # (R,) samples per bin along this axis
+    num_samples = max(int(grid.max()), 1) if grid.numel() else 1
+    p = torch.arange(pooled, device=start.device, dtype=start.dtype)[None, :, None]
+    i = torch.arange(num_samples, device=start.device, dtype=start.dtype)[None, None, :]
+    start, bin_size, grid = start[:, None, None], bin_size[:, None, None], grid[:, None, None]
+    coord = start + p * bin_size + (i + 0.5) * bin_size / grid.clamp(min=1)  # (R, pooled, S)
+    weight = ((i < grid) & (coord >= -1.0) & (coord <= size)) / grid.clamp(min=1)
+    coord = torch.where(weight > 0, coord, torch.zeros_like(coord))  # unused samples
+    coord = coord.clamp(min=0)
+    low = coord.long()
+    at_edge = low >= size - 1
+    low = low.clamp(max=size - 1)
+    high = torch.where(at_edge, low, low + 1)
+    frac = torch.where(at_edge, torch.zeros_like(coord), coord - low)  # distance to `low`
+    weights = coord.new_zeros(coord.shape[0], pooled, size)
+    weights.scatter_add_(2, low, (1 - frac) * weight)
+    weights.scatter_add_(2, high, frac * weight)
+    return weights
+
+
+def roi_align_separable(features, rois, output_size, spatial_scale):
+    """
+    `torchvision.ops.roi_align(..., sampling_ratio=-1, aligned=True)` written
+    as matrix products. Bilinear sampling is separable, so bin (p, q) of RoI r
+    is `Ay[r, p, :] @ feature @ Ax[r, q, :]` with small per-RoI weight
+    matrices. Its backward is two matrix products too; torchvision's CPU
+    backward kernel is a single-threaded scatter and dominated training time
+    on CPU (see bench/NOTES.md). Used on CPU; on GPU torchvision's kernel is
+    faster.
+
+    Args:
+        features: `(B, C, H, W)`.
+        rois: `(R, 5)` rows `(image index, x1, y1, x2, y2)`.
+        output_size: `(pooled_h, pooled_w)`.
+        spatial_scale: feature-map pixels per image pixel (1 / stride).
+
+    Returns:
+        `(R, C, pooled_h, pooled_w)` in the order of `rois`.
+    """
+    num_images, channels, height, width = features.shape
+    pooled_h, pooled_w = output_size
+    boxes = rois[:, 1:].float() * spatial_scale - 0.5  # (R, 4), pixel centres at 0
+    ay = _bilinear_weights(boxes[:, 1], (boxes[:, 3] - boxes[:, 1]) / pooled_h, pooled_h, height)
+    ax = _bilinear_weights(boxes[:, 0], (boxes[:, 2] - boxes[:, 0]) / pooled_w, pooled_w, width)
+    image_idx = rois[:, 0].long()
+    order = torch.argsort(image_idx, stable=True)
+    counts = torch.bincount(image_idx, minlength=num_images).tolist()
+    maps = features.permute(0, 2, 3, 1)  # (B, H, W, C): a view for channels-last maps
+    outputs = []
+    for b, (ay_b, ax_b) in enumerate(zip(ay[order].split(counts), ax[order].split(counts))):
+        if len(ay_b):
+            rows = ay_b.reshape(-1, height) @ maps[b].reshape(height, width * channels)
+            rows = rows.view(-1, pooled_h, width, channels)  # (R_b, pooled_h, W, C)
+            outputs.append(ax_b[:, None].to(rows.dtype) @ rows)  # (R_b, pooled_h, pooled_w, C)
+    if not outputs:
+        return features.new_zeros(0, channels, pooled_h, pooled_w)
+    return torch.cat(outputs)[torch.argsort(order)].permute(0, 3, 1, 2)  # channels-last view
+
+
 class FastFasterRCNN(FasterRCNN):
     """
     `FasterRCNN` with a batched forward pass; see the module docstring.
@@ -112,8 +179,30 @@ class FastFasterRCNN(FasterRCNN):
     an existing detector instead (sharing its modules and weights).
     """
 
+    channels_last = False  # run the convolutions on channels-last tensors
+    autocast_dtype = None  # e.g. torch.bfloat16: autocast the network parts
+
     @classmethod
-    def from_reference(cls, detector: FasterRCNN) -> "FastFasterRCNN":
+    def from_reference(
+        cls,
+        detector: FasterRCNN,
+        channels_last: bool = True,
+        autocast_dtype: Optional[torch.dtype] = None,
+    ) -> "FastFasterRCNN":
+        """
+        Wrap `detector`: the result shares its modules (and so its weights
+        and `state_dict`) and trains and predicts exactly like it.
+
+        Args:
+            detector: A `FasterRCNN`.
+            channels_last: Convert the weights (of `detector` too) and the
+                input images to channels-last memory format: faster
+                convolutions on CPU (oneDNN) and on recent GPUs.
+            autocast_dtype: `torch.bfloat16` runs backbone, heads and RoI
+                features under autocast (boxes, matching and losses stay
+                float32). Helps on GPUs and on CPUs with bf16 instructions
+                (AVX512-BF16, AMX); slower on CPUs without them. Default: off.
+        """
         fast = cls.__new__(cls)
         nn.Module.__init__(fast)
         for name, module in detector.named_children():
@@ -121,6 +210,10 @@ class FastFasterRCNN(FasterRCNN):
         fast.num_classes = detector.num_classes
         fast.roi_size = detector.roi_size
         fast.batch_size_per_image = detector.batch_size_per_image
+        fast.channels_last = channels_last
+        fast.autocast_dtype = autocast_dtype
+        if channels_last:
+            fast.to(memory_format=torch.channels_last)
         fast.train(detector.training)
         return fast
 
@@ -199,10 +292,17 @@ class FastFasterRCNN(FasterRCNN):
         return list(zip(boxes.split(counts), classes.split(counts), scores.split(counts)))
 
     # ------------------------------------------------------------- pieces
+    def _autocast(self, device):
+        dtype = self.autocast_dtype
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
     def _run_rpn_net(self, images):
         """Backbone and RPN prediction network, plus the (cached) anchors."""
-        feats = self.backbone(images)
-        obj_logits, deltas = self.rpn.pred_net(feats)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with self._autocast(images.device):
+            feats = self.backbone(images)
+            obj_logits, deltas = self.rpn.pred_net(feats)
         strides = self.backbone.fpn_strides
         anchors = self._anchors(feats, strides)
         p3 = feats["p3"]
@@ -345,14 +445,13 @@ class FastFasterRCNN(FasterRCNN):
         counts = torch.bincount(levels, minlength=len(level_names)).tolist()
         rois = torch.cat([image_idx[:, None].to(boxes), boxes], dim=1)[order]
         roi_feats = []
-        for name, level_rois in zip(level_names, rois.split(counts)):
-            roi_feats.append(
-                torchvision.ops.roi_align(
-                    feats[name],
-                    level_rois,  # float32 even under autocast: they are co-ordinates
-                    output_size=self.roi_size,
-                    spatial_scale=1.0 / self.backbone.fpn_strides[name],
-                    aligned=True,
-                )
-            )
-        return self.cls_pred(torch.cat(roi_feats)), order
+        with self._autocast(boxes.device):
+            for name, level_rois in zip(level_names, rois.split(counts)):
+                scale = 1.0 / self.backbone.fpn_strides[name]
+                if feats[name].device.type == "cpu":  # torchvision's CPU backward is slow
+                    roi_feats.append(roi_align_separable(feats[name], level_rois, self.roi_size, scale))
+                else:  # rois stay float32 under autocast: they are co-ordinates
+                    roi_feats.append(torchvision.ops.roi_align(
+                        feats[name], level_rois, self.roi_size, scale, aligned=True
+                    ))
+            return self.cls_pred(torch.cat(roi_feats)), order

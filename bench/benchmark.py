@@ -235,23 +235,31 @@ class PeakMemory:
 class Runner:
     """Train / inference steps of one detector on the shared batches."""
 
-    def __init__(self, name, model, cfg, device):
+    def __init__(self, name, model, cfg, device, amp=False, channels_last=False):
         self.name, self.model, self.cfg, self.device = name, model, cfg, device
+        self.kind = name.split("+")[0]  # "reference", "fast" or "torchvision"
+        self.amp, self.channels_last = amp, channels_last
         self.model.to(device)
-        if cfg.channels_last:
+        if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4
         )
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def inputs(self, batch):
+        images, gt, targets = batch
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, gt, targets
 
     def train_step(self, batch):
-        images, gt, targets = batch
+        images, gt, targets = self.inputs(batch)
         self.model.train()
         with self.autocast():
-            if self.name == "torchvision":
+            if self.kind == "torchvision":
                 losses = self.model(list(images), targets)
             else:
                 losses = self.model(images, gt)
@@ -262,26 +270,31 @@ class Runner:
 
     @torch.no_grad()
     def infer_step(self, batch):
-        images, _, _ = batch
+        images, _, _ = self.inputs(batch)
         self.model.eval()
         kw = dict(test_score_thresh=self.cfg.score_thresh, test_nms_thresh=self.cfg.nms_thresh)
         with self.autocast():
-            if self.name == "torchvision":
+            if self.kind == "torchvision":
                 return self.model(list(images))
-            if self.name == "reference":  # its `inference` takes one image
+            if self.kind == "reference":  # its `inference` takes one image
                 return [self.model(images[i : i + 1], **kw) for i in range(len(images))]
             return self.model(images, **kw)
 
     def timed(self, step, batches):
-        """Images/s and peak memory (MiB) of `step` over `batches`."""
+        """
+        Images per second of wall-clock time, images per second of this
+        process's CPU time (less sensitive to other processes on a shared
+        machine), and peak memory (MiB) of `step` over `batches`.
+        """
         with PeakMemory(self.device) as mem:
             sync(self.device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for batch in batches:
                 step(batch)
             sync(self.device)
-            elapsed = time.perf_counter() - start
-        return sum(len(b[0]) for b in batches) / elapsed, mem.mib
+            elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        images = sum(len(b[0]) for b in batches)
+        return images / elapsed, images / elapsed_cpu, mem.mib
 
 
 def sync(device):
@@ -289,11 +302,9 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def to_device(batch, device, channels_last):
+def to_device(batch, device):
     images, gt, targets = batch
     images = images.to(device)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     return images, gt.to(device), targets
 
@@ -335,10 +346,14 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations per detector and mode")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per repeat")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians reported)")
-    p.add_argument("--detectors", default="reference,fast,torchvision")
+    p.add_argument(
+        "--detectors",
+        default="reference,fast,fast+amp,torchvision,torchvision+amp",
+        help="comma-separated; suffixes: '+amp' bf16 autocast and channels-last, '+cl' channels-last only",
+    )
     p.add_argument("--modes", default="train,infer")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for every detector")
+    p.add_argument("--channels-last", action="store_true", help="channels-last for every detector")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--fpn-channels", type=int, default=64)
     p.add_argument("--rpn-stem-depth", type=int, default=1)
@@ -366,8 +381,8 @@ def main(argv=None):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     names = [n.strip() for n in cfg.detectors.split(",") if n.strip()]
-    if "fast" in names and FastFasterRCNN is None:
-        names.remove("fast")
+    if FastFasterRCNN is None:
+        names = [n for n in names if not n.startswith("fast")]
     modes = [m.strip() for m in cfg.modes.split(",") if m.strip()]
 
     print(f"device: {device} ({device_name(device)}), torch {torch.__version__}, "
@@ -377,22 +392,32 @@ def main(argv=None):
 
     builders = {
         "reference": build_reference,
-        "fast": lambda c: FastFasterRCNN.from_reference(build_reference(c)),
+        # Precision and memory format come from the flags, as for the others.
+        "fast": lambda c: FastFasterRCNN.from_reference(build_reference(c), channels_last=False),
         "torchvision": build_torchvision,
     }
     runners = {}
     for name in names:
+        kind, _, flags = name.partition("+")
+        if kind not in builders or flags not in ("", "amp", "cl"):
+            raise SystemExit(
+                f"unknown detector {name!r}: use reference, fast or torchvision, optionally "
+                "with '+amp' (bf16 autocast and channels-last) or '+cl' (channels-last)"
+            )
         torch.manual_seed(cfg.seed)
-        runners[name] = Runner(name, builders[name](cfg), cfg, device)
+        amp = cfg.amp or flags == "amp"
+        channels_last = cfg.channels_last or flags in ("amp", "cl")
+        runners[name] = Runner(name, builders[kind](cfg), cfg, device, amp, channels_last)
 
     g = torch.Generator().manual_seed(cfg.seed)
     n_batches = max(cfg.warmup, cfg.iters)
     batches = [
-        to_device(random_batch(cfg.batch_size, cfg.num_classes, g), device, cfg.channels_last)
+        to_device(random_batch(cfg.batch_size, cfg.num_classes, g), device)
         for _ in range(n_batches)
     ]
 
     results = {(n, m): [] for n in names for m in modes}
+    cpu_results = {(n, m): [] for n in names for m in modes}
     peaks = {(n, m): 0.0 for n in names for m in modes}
     for mode in modes:
         for name in names:  # warm-up
@@ -405,23 +430,31 @@ def main(argv=None):
             for name in order:
                 r = runners[name]
                 step = r.train_step if mode == "train" else r.infer_step
-                ips, mib = r.timed(step, batches[: cfg.iters])
+                ips, ips_cpu, mib = r.timed(step, batches[: cfg.iters])
                 results[(name, mode)].append(ips)
+                cpu_results[(name, mode)].append(ips_cpu)
                 peaks[(name, mode)] = max(peaks[(name, mode)], mib)
 
     print()
-    print(f"{'detector':<12} {'mode':<6} {'images/s (median)':>18} {'min..max':>14} "
-          f"{'peak MiB':>9} {'vs torchvision':>15}")
+    def median(name, mode):
+        return statistics.median(results[(name, mode)]) if (name, mode) in results else None
+
+    print(f"{'detector':<16} {'mode':<6} {'images/s':>9} {'min..max':>15} {'img/CPU-s':>10} "
+          f"{'peak MiB':>9} {'/ torchvision':>14} {'/ same flags':>13}")
     for mode in modes:
-        tv = statistics.median(results[("torchvision", mode)]) if "torchvision" in names else None
+        tv = median("torchvision", mode)
         for name in names:
             vals = results[(name, mode)]
             med = statistics.median(vals)
-            ratio = f"{med / tv:.2f}x" if tv else "-"
-            print(f"{name:<12} {mode:<6} {med:>18.1f} {min(vals):>6.1f}..{max(vals):<7.1f}"
-                  f" {peaks[(name, mode)]:>9.0f} {ratio:>15}")
-    targets = {"cpu": "training >= 2x torchvision", "cuda": "training >= 2500 img/s, inference >= 5000 img/s (batch 128)"}
-    print(f"target on {device.type}: {targets.get(device.type, '-')}")
+            twin = median("torchvision" + name[len(runners[name].kind):], mode)
+            cpu = statistics.median(cpu_results[(name, mode)])
+            print(f"{name:<16} {mode:<6} {med:>9.1f} {min(vals):>7.1f}..{max(vals):<6.1f} "
+                  f"{cpu:>10.1f} {peaks[(name, mode)]:>9.0f} {fmt_ratio(med, tv):>14} {fmt_ratio(med, twin):>13}")
+    print("(images/s: wall clock, median of the repeats; img/CPU-s: per second of this process's")
+    print(" CPU time; ratios use images/s: '/ torchvision' to torchvision's plain fp32 run,")
+    print(" '/ same flags' to torchvision with the same precision and memory format)")
+    print_targets(device, cfg, names, median)
+    print()
 
     if cfg.nms_boxes:
         print()
@@ -431,6 +464,31 @@ def main(argv=None):
                   f"{t_tv * 1e3:7.2f} ms, ratio {t_ours / t_tv:6.1f}x, kept {kept}, "
                   f"same indices: {same}")
         print("  target: common.nms within 3x of torchvision.ops.nms on GPU")
+
+
+def fmt_ratio(value, reference):
+    return f"{value / reference:.2f}x" if reference else "-"
+
+
+def print_targets(device, cfg, names, median):
+    """The issue's targets (goals, not assertions) against this run."""
+    fast = [n for n in names if n.startswith("fast")]
+    if not fast:
+        return
+    best = {m: max(fast, key=lambda n: median(n, m) or 0) for m in ("train", "infer")}
+    if device.type == "cuda":
+        for mode, goal in (("train", 2500), ("infer", 5000)):
+            if median(best[mode], mode):
+                got = median(best[mode], mode)
+                print(f"target (H100 class, batch 128): {mode} >= {goal} img/s: {best[mode]} "
+                      f"{got:.0f} img/s -> {'met' if got >= goal else 'not met'}"
+                      f"{'' if cfg.batch_size == 128 else ' (measured at batch %d)' % cfg.batch_size}")
+    else:
+        tv = median("torchvision", "train")
+        got = median(best["train"], "train")
+        if tv and got:
+            print(f"target (CPU): training >= 2x torchvision: {best['train']} {got / tv:.2f}x "
+                  f"-> {'met' if got >= 2 * tv else 'not met'}")
 
 
 def device_name(device):

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from common import DetectorBackboneWithFPN
-from fast_detector import FastFasterRCNN, batched_box_iou, batched_nms_sorted
+from fast_detector import FastFasterRCNN, batched_box_iou, batched_nms_sorted, roi_align_separable
 from two_stage_detector import RPN, FasterRCNN
 
 IMAGE_SIZE = 128
@@ -103,10 +103,11 @@ def test_inference_matches_reference_image_by_image(detectors):
         torch.testing.assert_close(single[0], batched[0][0])
 
 
-def test_sampled_training_step_runs():
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
+def test_sampled_training_step_runs(autocast_dtype):
     # Realistic (small) sample sizes: the losses are finite and reach every
-    # trainable module.
-    fast = FastFasterRCNN.from_reference(make_detector())
+    # trainable module; also under bf16 autocast.
+    fast = FastFasterRCNN.from_reference(make_detector(), autocast_dtype=autocast_dtype)
     fast.train()
     images, gt = make_batch(seed=2)
     losses = fast(images, gt)
@@ -141,6 +142,38 @@ def test_batched_nms_sorted_against_torchvision(iou_threshold):
     for b in range(6):
         expected = torchvision.ops.nms(boxes[b], scores[b], iou_threshold)
         torch.testing.assert_close(keep[b].nonzero().squeeze(1), expected)
+
+
+@pytest.mark.parametrize("spatial_scale, size", [(1 / 8, 28), (1 / 32, 7)])
+def test_roi_align_separable_against_torchvision(spatial_scale, size):
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 8, size, size + 3, generator=g, requires_grad=True)
+    xy = torch.rand(60, 2, generator=g) * 260 - 20
+    rois = torch.cat(
+        [torch.randint(0, 3, (60, 1), generator=g).float(), xy, xy + torch.rand(60, 2, generator=g) * 150],
+        dim=1,
+    )
+    rois[0, 1:] = torch.tensor([10.0, 10.0, 10.0, 30.0])  # zero width
+    rois[1, 1:] = torch.tensor([0.0, 0.0, 224.0, 224.0])  # whole image
+    rois[2, 1:] = torch.tensor([-40.0, -40.0, 300.0, 300.0])  # beyond the map
+    rois[3, 1:] = torch.tensor([50.0, 50.0, 51.0, 51.0])  # sub-pixel
+    expected = torchvision.ops.roi_align(features, rois, (7, 7), spatial_scale, -1, True)
+    got = roi_align_separable(features, rois, (7, 7), spatial_scale)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(expected.shape, generator=g)
+    (expected_grad,) = torch.autograd.grad(expected, features, grad)
+    (got_grad,) = torch.autograd.grad(got, features, grad)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_roi_align_separable_channels_last_and_empty():
+    g = torch.Generator().manual_seed(6)
+    features = torch.randn(2, 4, 14, 14, generator=g)
+    rois = torch.tensor([[1.0, 8.0, 16.0, 120.0, 90.0], [0.0, 0.0, 0.0, 50.0, 60.0]])
+    expected = torchvision.ops.roi_align(features, rois, (7, 7), 1 / 16, -1, True)
+    channels_last = features.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(roi_align_separable(channels_last, rois, (7, 7), 1 / 16), expected)
+    assert roi_align_separable(features, rois[:0], (7, 7), 1 / 16).shape == (0, 4, 7, 7)
 
 
 # --------------------------------------------------------------- benchmark
