@@ -25,7 +25,8 @@ from .compare import describe
 
 GRADED = ["two_stage_detector.py", "common.py"]
 MAX_FILE_BYTES = 2 << 20
-SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
+SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git", ".venv", "venv",
+             "site-packages", "node_modules"}
 
 
 def check_file(name: str) -> str:
@@ -65,7 +66,11 @@ def prepare(submission: Path, dest: Path) -> Dict[str, str]:
                     continue
                 (dest / base).write_bytes(zf.read(member))
     elif submission.is_dir():
-        files = [str(p.relative_to(submission)) for p in submission.rglob("*.py") if p.is_file()]
+        files = []
+        for folder, dirs, names in os.walk(submission):
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")]
+            rel = os.path.relpath(folder, submission)
+            files += [os.path.normpath(os.path.join(rel, n)) for n in names if n in GRADED]
         for base, rel in _find(GRADED, files).items():
             src = submission / rel
             if src.stat().st_size > MAX_FILE_BYTES:
@@ -74,6 +79,8 @@ def prepare(submission: Path, dest: Path) -> Dict[str, str]:
             shutil.copyfile(src, dest / base)
     elif submission.is_file() and submission.name in GRADED:
         shutil.copyfile(submission, dest / submission.name)
+    elif not submission.exists():
+        raise FileNotFoundError(f"{submission} does not exist")
     else:
         raise FileNotFoundError(f"{submission}: not a folder, a .zip or a graded .py file")
     ref_dir = fixtures.FIXTURE_DIR / "reference"
@@ -299,7 +306,8 @@ def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int =
     try:
         for i, sub in enumerate(submissions):
             sub = Path(sub)
-            key = sub.name if sub.name not in report.subs else f"{sub.name}#{i}"
+            name = sub.resolve().name or str(sub)
+            key = name if name not in report.subs else f"{name}#{i}"
             report.add_submission(key, sub)
             dest = workdir / f"s{i}"
             try:
