@@ -263,15 +263,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5):
     # Replace "pass" statement with your code
     ### BEGIN SOLUTION
     order = scores.argsort(descending=True, stable=True)  # (N,), ties: lower index first
-    sorted_boxes = boxes[order]  # (N, 4)
-    x1, y1, x2, y2 = sorted_boxes.unbind(dim=1)  # (N,) each
+    x1, y1, x2, y2 = boxes[order].unbind(dim=1)  # (N,) each, by decreasing score
     areas = (x2 - x1) * (y2 - y1)  # (N,)
-    inter_w = (torch.min(x2[:, None], x2[None]) - torch.max(x1[:, None], x1[None])).clamp(min=0)
-    inter_h = (torch.min(y2[:, None], y2[None]) - torch.max(y1[:, None], y1[None])).clamp(min=0)
-    inter = inter_w * inter_h  # (N, N)
-    ious = inter / (areas[:, None] + areas[None] - inter)  # (N, N)
+    # Pairwise intersections, built in place: N x N matrices are large.
+    inter = (torch.min(x2[:, None], x2) - torch.max(x1[:, None], x1)).clamp_(min=0)  # (N, N)
+    inter *= (torch.min(y2[:, None], y2) - torch.max(y1[:, None], y1)).clamp_(min=0)
+    ious = inter / (areas[:, None] + areas - inter)  # (N, N)
     # `suppresses[i, j]`: box i, if kept, removes the lower-scoring box j.
-    suppresses = (ious > iou_threshold).triu(diagonal=1)  # (N, N)
+    suppresses = (ious > iou_threshold).triu_(diagonal=1)  # (N, N)
 
     # Greedy NMS keeps box j iff no kept box before j suppresses it. Iterating
     # that rule on all boxes at once fixes one more box per step (the first
@@ -279,7 +278,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5):
     # usually a handful: the length of the longest chain of suppressions.
     keep_mask = torch.ones_like(areas, dtype=torch.bool)  # (N,)
     while True:
-        new_mask = ~(suppresses & keep_mask[:, None]).any(dim=0)  # (N,)
+        new_mask = ~suppresses[keep_mask].any(dim=0)  # only rows of kept boxes
         if torch.equal(new_mask, keep_mask):
             break
         keep_mask = new_mask
