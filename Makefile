@@ -30,8 +30,10 @@ test: venv
 
 # Speed: this kit's detector (reference and batched fast path) against
 # torchvision's Faster R-CNN on the same batches; CPU, batch 8 (see bench/NOTES.md).
+# One thread by default: on a shared machine two-thread figures swing wildly.
+BENCH_ARGS ?= --threads 1
 bench: venv
-	$(PY) bench/benchmark.py
+	$(PY) bench/benchmark.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -29,7 +29,7 @@ Usage:
     losses = fast(images, gt_boxes)                  # training
     fast.eval(); detections = fast.predict(images, 0.5, 0.5)   # a list
 """
-import math
+import contextlib
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -293,8 +293,9 @@ class FastFasterRCNN(FasterRCNN):
 
     # ------------------------------------------------------------- pieces
     def _autocast(self, device):
-        dtype = self.autocast_dtype
-        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        if self.autocast_dtype is None:  # leave the caller's autocast state alone
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
 
     def _run_rpn_net(self, images):
         """Backbone and RPN prediction network, plus the (cached) anchors."""

@@ -186,3 +186,16 @@ def test_benchmark_smoke():
     assert out.returncode == 0, out.stderr[-3000:]
     for needle in ("fast", "torchvision", "train", "infer", "same indices: True"):
         assert needle in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("outer, own", [(True, None), (False, torch.bfloat16)])
+def test_autocast_reaches_the_network(outer, own):
+    # The caller's autocast must not be switched off inside, and the
+    # detector's own `autocast_dtype` must apply without one.
+    fast = FastFasterRCNN.from_reference(make_detector(), autocast_dtype=own).eval()
+    dtypes = []
+    fast.cls_pred.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    images, _ = make_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=outer):
+        fast.predict(images, 0.0, 0.5)
+    assert dtypes == [torch.bfloat16]
