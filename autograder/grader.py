@@ -2,6 +2,7 @@
 The grading parent: prepares submissions, drives the sandbox worker, compares
 outputs with the reference outputs and writes the scores (incrementally).
 """
+import atexit
 import base64
 import csv
 import io
@@ -285,11 +286,13 @@ class Report:
 
 def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int = 2048,
           checks: Optional[List[str]] = None, json_path=None, jsonl_path=None, on_check=None,
-          fixture_dir=None) -> Report:
+          fixture_dir=None, keep_worker: bool = False) -> Report:
     """
     Grade `submissions` (folders, .zip files or graded .py files) with
     `jobs` checks running at once. Returns the Report; writes `json_path`
     (rewritten after every check) and `jsonl_path` (one line per check).
+    `keep_worker`: keep the sandbox worker (torch imported) for the next call
+    (notebooks grade one check per cell).
     """
     fixture_dir = fixtures.ensure(fixture_dir)
     expected = fixtures.load_expected(fixture_dir)
@@ -321,17 +324,23 @@ def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int =
                 else:
                     tid = len(tasks)
                     tasks[tid] = {"id": tid, "check": name, "dir": str(dest), "timeout": timeout, "key": key}
-        _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir)
+        _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir, keep_worker)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report
 
 
-def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir):
+_KEPT: Dict[tuple, Worker] = {}
+
+
+def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir, keep_worker=False):
     todo = dict(tasks)
     restarts = 0
+    key = (jobs, mem_limit_mb, str(fixture_dir))
     while todo:
-        worker = Worker(jobs, mem_limit_mb, fixture_dir)
+        worker = _KEPT.pop(key, None) if keep_worker else None
+        if worker is None or worker.proc.poll() is not None:
+            worker = Worker(jobs, mem_limit_mb, fixture_dir)
         started = set()
         for tid in sorted(todo):
             worker.submit({k: v for k, v in todo[tid].items() if k != "key"})
@@ -354,6 +363,8 @@ def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir
         finally:
             if todo:
                 worker.kill()
+            elif keep_worker:
+                _KEPT[key] = worker
             else:
                 worker.close()
         # The worker died or went silent: the running checks are at fault.
@@ -383,3 +394,12 @@ def format_table(sub: dict, width: int = 150) -> str:
             row += "  " + first[: max(10, width - len(row) - 2)]
         lines.append(row)
     return "\n".join(lines)
+
+
+def _close_kept():
+    for worker in _KEPT.values():
+        worker.close()
+    _KEPT.clear()
+
+
+atexit.register(_close_kept)

@@ -52,7 +52,7 @@ def grade(name: str, submission=None, timeout: float = 120.0) -> float:
             from .grader import grade as grade_many
 
             folder = find_submission(submission)
-            report = grade_many([folder], jobs=1, timeout=timeout, checks=[name])
+            report = grade_many([folder], jobs=1, timeout=timeout, checks=[name], keep_worker=True)
             result = report.as_list()[0]["checks"][0]
         except Exception as error:  # noqa: BLE001 - the cell must not error out
             print(f"{name}: could not grade ({type(error).__name__}: {error})", file=out)

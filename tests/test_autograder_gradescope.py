@@ -48,8 +48,7 @@ def test_gradescope_zip_and_run(tmp_path):
     data = json.loads((results / "results.json").read_text())
     total = sum(c.points for c in CHECKS.values())
     want = total - CHECKS["iou"].points
-    if os.geteuid() == 0:
-        assert data["score"] == want, data
+    assert data["score"] == want, data  # the forged file never survives
     assert len(data["tests"]) == len(CHECKS)
     for test in data["tests"]:
         assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}

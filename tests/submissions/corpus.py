@@ -164,6 +164,18 @@ CASES = [
              iou = ref[0].iou(boxes1, boxes2)
              """},
          expect={"iou": 0}),
+    dict(name="steal_other_inputs", about="looks for other checks' inputs (reference intermediates) in memory",
+         blocks={"fpn_location_coords": """
+             import sys
+             frame, found = sys._getframe(), None
+             while frame is not None and found is None:
+                 for value in list(frame.f_locals.values()):
+                     if isinstance(value, dict) and "generate_fpn_anchors" in value:
+                         found = value["generate_fpn_anchors"]["default"]["locations"]
+                 frame = frame.f_back
+             location_coords[level_name] = found[level_name]
+             """},
+         expect={"fpn_location_coords": 0}),
     dict(name="fake_results_file", about="nms tries to write score files everywhere, then answers right",
          blocks={"nms": """
              import json, os
