@@ -152,6 +152,11 @@ def roi_align_separable(features, rois, output_size, spatial_scale):
     Returns:
         `(R, C, pooled_h, pooled_w)` in the order of `rois`.
     """
+    if torch.is_autocast_enabled(features.device.type):  # like torchvision: compute in float32
+        with torch.autocast(features.device.type, enabled=False):
+            return roi_align_separable(features.float(), rois.float(), output_size, spatial_scale).to(
+                torch.get_autocast_dtype(features.device.type)
+            )
     num_images, channels, height, width = features.shape
     pooled_h, pooled_w = output_size
     boxes = rois[:, 1:].float() * spatial_scale - 0.5  # (R, 4), pixel centres at 0
@@ -166,7 +171,7 @@ def roi_align_separable(features, rois, output_size, spatial_scale):
         if len(ay_b):
             rows = ay_b.reshape(-1, height) @ maps[b].reshape(height, width * channels)
             rows = rows.view(-1, pooled_h, width, channels)  # (R_b, pooled_h, W, C)
-            outputs.append(ax_b[:, None].to(rows.dtype) @ rows)  # (R_b, pooled_h, pooled_w, C)
+            outputs.append(ax_b[:, None] @ rows)  # (R_b, pooled_h, pooled_w, C)
     if not outputs:
         return features.new_zeros(0, channels, pooled_h, pooled_w)
     return torch.cat(outputs)[torch.argsort(order)].permute(0, 3, 1, 2)  # channels-last view
@@ -444,7 +449,7 @@ class FastFasterRCNN(FasterRCNN):
         level_names = list(feats.keys())
         order = torch.argsort(levels, stable=True)
         counts = torch.bincount(levels, minlength=len(level_names)).tolist()
-        rois = torch.cat([image_idx[:, None].to(boxes), boxes], dim=1)[order]
+        rois = torch.cat([image_idx[:, None].to(boxes), boxes], dim=1)[order]  # float32
         roi_feats = []
         with self._autocast(boxes.device):
             for name, level_rois in zip(level_names, rois.split(counts)):
