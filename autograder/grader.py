@@ -223,8 +223,10 @@ _INPUTS = {}
 
 def _inputs_for(name, case):
     """Check inputs, loaded lazily in the parent for the mistake hints."""
-    if "all" not in _INPUTS:
-        _INPUTS["all"] = torch.load(fixtures.FIXTURE_DIR / "inputs.pt", weights_only=True)
+    where = _INPUTS.get("dir", fixtures.FIXTURE_DIR)
+    if _INPUTS.get("loaded") != where:
+        _INPUTS["all"] = torch.load(Path(where) / "inputs.pt", weights_only=True)
+        _INPUTS["loaded"] = where
     return _INPUTS["all"][name][case]
 
 
@@ -296,6 +298,7 @@ def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int =
     """
     fixture_dir = fixtures.ensure(fixture_dir)
     expected = fixtures.load_expected(fixture_dir)
+    _INPUTS["dir"] = fixture_dir
     names = [n for n in CHECK_NAMES if checks is None or n in checks]
     unknown = set(checks or []) - set(CHECK_NAMES)
     if unknown:

@@ -29,7 +29,7 @@ SETUP_SH = """#!/usr/bin/env bash
 set -euo pipefail
 SOURCE_DIR=${AUTOGRADER_SOURCE_DIR:-/autograder/source}
 VENV=${AUTOGRADER_VENV:-/autograder/venv}
-if ! command -v python3 >/dev/null; then
+if ! python3 -m venv --help >/dev/null 2>&1; then
     apt-get update && apt-get install -y python3 python3-venv python3-pip
 fi
 python3 -m venv "$VENV"
@@ -60,7 +60,6 @@ torch==2.14.1
 torchvision==0.29.1
 numpy
 pillow
-nbconvert
 """
 
 

@@ -154,7 +154,7 @@ def test_reference_outputs_readable_by_root_only(fixture_dir):
 
 
 # ------------------------------------------------------------- the corpus
-TIMEOUT = 10
+TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
