@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo data test bench clean
+.PHONY: venv demo data test browser-deps bench clean
 
 venv: $(VENV)/.installed
 
@@ -25,8 +25,16 @@ data: venv
 	$(PY) data/make_shapes.py --out data/shapes --train 2000 --val 500 --seed 0
 
 # The whole test suite.
-test: venv
+test: venv browser-deps
 	$(PY) -m pytest
+
+# Debian's Chromium for the real-browser notebook test (tests/test_browser.py);
+# installed with apt-get when missing (root, or sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
 # Speed: this kit's detector (reference and batched fast path) against
 # torchvision's Faster R-CNN on the same batches; CPU, batch 8 (see bench/NOTES.md).

@@ -161,9 +161,9 @@ def format_counts(result: Dict) -> str:
     low, high = result["iou_thresholds"]
     total = len(result["labels"])
     lines = [
-        f"level {result['level']} (stride {result['stride']}), stride_scale "
-        f"{result['stride_scale']}: {grid_h}x{grid_w} locations x "
-        f"{len(result['aspect_ratios'])} ratios = {total} anchors",
+        f"level {result['level']}, stride {result['stride']}, stride_scale "
+        f"{result['stride_scale']} (1:1 anchor {result['stride_scale'] * result['stride']:g} px)",
+        f"{grid_h}x{grid_w} locations x {len(result['aspect_ratios'])} ratios = {total} anchors",
         f"foreground {counts['foreground']} (IoU >= {high:.2f}) | neutral "
         f"{counts['neutral']} | background {counts['background']} (IoU <= {low:.2f})",
         "anchors at location ({:.0f}, {:.0f}):".format(*result["center"]),
@@ -229,7 +229,7 @@ def draw_explorer(image, gt_boxes, result: Dict, class_names=None, ax=None, titl
     per_location = labels.view(-1, len(result["aspect_ratios"])).max(dim=1).values
     centers = 0.5 * (anchors[:, :2] + anchors[:, 2:])
     centers = centers.view(-1, len(result["aspect_ratios"]), 2)[:, 0]
-    for value, size in ((BACKGROUND, 4), (NEUTRAL, 10), (FOREGROUND, 14)):
+    for value, size in ((BACKGROUND, 6), (NEUTRAL, 12), (FOREGROUND, 16)):
         chosen = centers[per_location == value]
         if len(chosen):
             ax.scatter(chosen[:, 0], chosen[:, 1], s=size, c=LABEL_COLORS[value],
@@ -297,12 +297,12 @@ class AnchorExplorer:
         _check_settings(level, stride_scale, aspect_ratios, iou_thresholds)
         self.result = None
 
-        style = {"description_width": "110px"}
-        layout = widgets.Layout(width="420px")
+        style = {"description_width": "100px"}
+        layout = widgets.Layout(width="470px")
         self.controls = {
             "level": widgets.ToggleButtons(
                 options=list(FPN_STRIDES), value=level, description="FPN level",
-                style={"description_width": "110px", "button_width": "60px"},
+                style={"description_width": "100px", "button_width": "60px"},
             ),
             "stride_scale": widgets.IntSlider(
                 value=stride_scale, min=1, max=12, description="stride_scale",
@@ -330,10 +330,11 @@ class AnchorExplorer:
         for name, control in self.controls.items():
             control.add_class(f"anchor-explorer-{name.replace('_', '-')}")
         self.output = widgets.interactive_output(self._render, self.controls)
+        self.output.layout = widgets.Layout(min_width="580px")
         self.output.add_class("anchor-explorer-output")
-        self.widget = widgets.VBox(
-            [widgets.HBox([widgets.VBox(list(self.controls.values())), self.output])]
-        )
+        controls = widgets.VBox(list(self.controls.values()),
+                                layout=widgets.Layout(min_width="480px", width="480px"))
+        self.widget = widgets.VBox([widgets.HBox([controls, self.output])])
         self.widget.add_class("anchor-explorer")
 
     def _render(self, level, stride_scale, aspect_ratios, center_x, center_y, iou_thresholds):

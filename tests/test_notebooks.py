@@ -195,6 +195,7 @@ class TestExploreAnchors:
         result = anchor_explorer.explore_anchors(gt_rows([16, 16, 80, 80, 2]), "p5", 2, [1.0],
                                                  image_size=(64, 64))
         text = anchor_explorer.format_counts(result)
+        assert "level p5, stride 32, stride_scale 2 (1:1 anchor 64 px)" in text
         assert "2x2 locations x 1 ratios = 4 anchors" in text
         assert "foreground 1 (IoU >= 0.60) | neutral 2 | background 1 (IoU <= 0.30)" in text
 
@@ -246,7 +247,7 @@ class TestExplorerFigures:
         assert len(explorer.result["labels"]) == 784
         bundle = explorer._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle
-        assert "level p3" in bundle["text/plain"]
+        assert "level p3, stride 8" in bundle["text/plain"]
 
 
 # ------------------------------------------------------------------ nbtools
@@ -426,7 +427,8 @@ def test_executed_explorer_reports_counts(executed):
     bundle = explorer_cell.outputs[-1].data
     assert "application/vnd.jupyter.widget-view+json" in bundle
     text = bundle["text/plain"]
-    assert "level p4 (stride 16), stride_scale 8: 14x14 locations x 3 ratios = 588 anchors" in text
+    assert "level p4, stride 16, stride_scale 8 (1:1 anchor 128 px)" in text
+    assert "14x14 locations x 3 ratios = 588 anchors" in text
     numbers = re.search(r"foreground (\d+) .*\| neutral (\d+) \| background (\d+)", text)
     assert sum(map(int, numbers.groups())) == 588
     static = next(c for c in nb.cells if "explorer_overview(" in c.source)
