@@ -3,6 +3,7 @@ The batched fast path (`fast_detector.py`) against the reference detector
 (`two_stage_detector.FasterRCNN`, which runs image by image) and against
 torchvision's box ops; and a smoke run of the speed benchmark.
 """
+import copy
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from common import DetectorBackboneWithFPN
 from fast_detector import FastFasterRCNN, batched_box_iou, batched_nms_sorted, roi_align_separable
 from two_stage_detector import RPN, FasterRCNN
 
-IMAGE_SIZE = 128
+IMAGE_SIZE = 96
 NUM_CLASSES = 5
 
 
@@ -24,11 +25,12 @@ def random_boxes(shape, size=IMAGE_SIZE, generator=None):
     return torch.cat([xy, (xy + wh).clamp(max=size)], dim=-1)
 
 
-def make_detector(rpn_samples=16, roi_samples=32):
+@pytest.fixture(scope="module")
+def base_detector():
     torch.manual_seed(0)
     backbone = DetectorBackboneWithFPN(16, pretrained=False)
-    rpn = RPN(16, [16], batch_size_per_image=rpn_samples, pre_nms_topk=60, post_nms_topk=20)
-    return FasterRCNN(backbone, rpn, [16], NUM_CLASSES, batch_size_per_image=roi_samples)
+    rpn = RPN(16, [16], batch_size_per_image=16, anchor_stride_scale=3, pre_nms_topk=60, post_nms_topk=20)
+    return FasterRCNN(backbone, rpn, [16], NUM_CLASSES, batch_size_per_image=32)
 
 
 def make_batch(seed=0):
@@ -43,16 +45,23 @@ def make_batch(seed=0):
     return images, gt
 
 
-@pytest.fixture(scope="module")
-def detectors():
+@pytest.fixture
+def make_detector(base_detector):
+    """A fresh copy of the (slow to build) small test detector."""
+    return lambda: copy.deepcopy(base_detector)
+
+
+@pytest.fixture
+def detectors(make_detector):
     # Samples far above the number of candidates: both detectors then use all
     # foreground and background anchors / proposals, and the random sampling
     # can no longer make their losses differ.
-    reference = make_detector(rpn_samples=10**6, roi_samples=10**6)
+    reference = make_detector()
+    reference.rpn.batch_size_per_image = reference.batch_size_per_image = 10**6
     return reference, FastFasterRCNN.from_reference(reference)
 
 
-def test_shares_modules_and_state_dict(detectors):
+def test_shares_modules_and_state_dict(detectors, make_detector):
     reference, fast = detectors
     assert fast.backbone is reference.backbone and fast.cls_pred is reference.cls_pred
     assert list(fast.state_dict()) == list(reference.state_dict())
@@ -104,7 +113,7 @@ def test_inference_matches_reference_image_by_image(detectors):
 
 
 @pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
-def test_sampled_training_step_runs(autocast_dtype):
+def test_sampled_training_step_runs(autocast_dtype, make_detector):
     # Realistic (small) sample sizes: the losses are finite and reach every
     # trainable module; also under bf16 autocast.
     fast = FastFasterRCNN.from_reference(make_detector(), autocast_dtype=autocast_dtype)
@@ -117,7 +126,7 @@ def test_sampled_training_step_runs(autocast_dtype):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
 
-def test_missing_gt_boxes_in_training_mode():
+def test_missing_gt_boxes_in_training_mode(make_detector):
     fast = FastFasterRCNN.from_reference(make_detector()).train()
     with pytest.raises(ValueError, match="gt_boxes"):
         fast(torch.zeros(1, 3, 64, 64))
@@ -180,7 +189,7 @@ def test_roi_align_separable_channels_last_and_empty():
 def test_benchmark_smoke():
     out = subprocess.run(
         [sys.executable, "bench/benchmark.py", "--quick", "--nms-boxes", "300",
-         "--detectors", "fast,torchvision", "--fpn-channels", "16"],
+         "--detectors", "fast,torchvision", "--fpn-channels", "16", "--threads", "1"],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -189,7 +198,7 @@ def test_benchmark_smoke():
 
 
 @pytest.mark.parametrize("outer, own", [(True, None), (False, torch.bfloat16)])
-def test_autocast_reaches_the_network(outer, own):
+def test_autocast_reaches_the_network(outer, own, make_detector):
     # The caller's autocast must not be switched off inside, and the
     # detector's own `autocast_dtype` must apply without one.
     fast = FastFasterRCNN.from_reference(make_detector(), autocast_dtype=own).eval()
