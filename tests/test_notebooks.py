@@ -432,8 +432,12 @@ def test_executed_explorer_reports_counts(executed):
     numbers = re.search(r"foreground (\d+) .*\| neutral (\d+) \| background (\d+)", text)
     assert sum(map(int, numbers.groups())) == 588
     static = next(c for c in nb.cells if "explorer_overview(" in c.source)
-    lines = [l for l in text_of(static).splitlines() if l.startswith("foreground")]
-    assert len(lines) == 6
+    lines = re.findall(r"^(p[345]), stride_scale (\d+): foreground (\d+), neutral (\d+), background (\d+)$",
+                       text_of(static), flags=re.M)
+    assert [(level, int(scale)) for level, scale, *_ in lines] == [
+        ("p3", 4), ("p4", 4), ("p5", 4), ("p3", 8), ("p4", 8), ("p5", 8)]
+    for level, _, *counts in lines:
+        assert sum(map(int, counts)) == {"p3": 2352, "p4": 588, "p5": 147}[level]
 
 
 def test_executed_training_reports_map(executed):
