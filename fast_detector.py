@@ -249,7 +249,7 @@ class FastFasterRCNN(FasterRCNN):
 
         # Match candidates (proposals and GT) to GT: IoU > 0.5 is foreground.
         matched = self._match(boxes, gt_boxes, (0.5, 0.5))  # (B, P, 5)
-        matched[~valid] = -1e8  # padding: "neutral", never sampled
+        matched = matched.masked_fill(~valid[..., None], -1e8)  # padding: "neutral", never sampled
         num_images, num_cands = valid.shape
         fg_idx, bg_idx = sample_rpn_training(
             matched.view(-1, 5), self.batch_size_per_image * num_images, 0.25
