@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .compare import compare, describe, matches
-from .hooks import GraderError, LineHooks, StopRun, find_line, isolate, set_locals
+from .hooks import GraderError, LineHooks, StopRun, find_line, isolate, raised_between, set_locals
 
 STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 FPN_CH = 8
@@ -665,32 +665,59 @@ def ref_rpn_parts(ref, state, feats, gt):
 
 
 def run_rpn_forward(ctx, inp, capture_matching=False, replace_matching=False):
-    """Run the student's RPN.forward (training) with reference parts."""
+    """
+    Run the student's RPN.forward (training) with the reference values in
+    place of the earlier blocks' results. If an earlier block raises, run
+    again with that block skipped, so its bug costs only its own check.
+    """
+    try:
+        return _run_rpn_forward(ctx, inp, capture_matching, replace_matching, skip=False)
+    except StopRun:
+        raise
+    except BaseException as error:  # noqa: BLE001
+        fwd = ctx.tsd.RPN.forward
+        first = find_line(fwd, 'num_images = feats_per_fpn_level["p3"].shape[0]')
+        last = find_line(fwd, "matched_gt_boxes = torch.stack(matched_gt_boxes" if replace_matching
+                         else "output_dict = {}")
+        if not raised_between(error, fwd, first, last):
+            raise
+        return _run_rpn_forward(ctx, inp, capture_matching, replace_matching, skip=True)
+
+
+def _run_rpn_forward(ctx, inp, capture_matching, replace_matching, skip):
     rpn = build_rpn(ctx, inp["state"])
     parts = inp["parts"]
     fwd = ctx.tsd.RPN.forward
     captured = {}
-    actions = {}
 
     def after_anchors(frame):
         set_locals(frame, pred_obj_logits={k: v.clone() for k, v in parts["pred_obj_logits"].items()},
                    pred_boxreg_deltas={k: v.clone() for k, v in parts["pred_boxreg_deltas"].items()},
                    anchors_per_fpn_level={k: v.clone() for k, v in parts["anchors_per_fpn_level"].items()})
 
+    def ref_matching(frame):
+        set_locals(frame, matched_gt_boxes=[m.clone() for m in parts["matched_gt_boxes"]])
+
     def at_stack(frame):
         if capture_matching:
             captured["matched"] = frame.f_locals.get("matched_gt_boxes", "<not defined>")
             raise StopRun
         if replace_matching:
-            set_locals(frame, matched_gt_boxes=[m.clone() for m in parts["matched_gt_boxes"]])
+            ref_matching(frame)
 
-    actions[find_line(fwd, "output_dict = {}")] = after_anchors
-    actions[find_line(fwd, "matched_gt_boxes = torch.stack(matched_gt_boxes")] = at_stack
+    out_line = find_line(fwd, "output_dict = {}")
+    stack_line = find_line(fwd, "matched_gt_boxes = torch.stack(matched_gt_boxes")
+    actions = {out_line: after_anchors, stack_line: at_stack}
+    skips = []
+    if skip:
+        skips.append((find_line(fwd, 'num_images = feats_per_fpn_level["p3"].shape[0]'), out_line, after_anchors))
+        if replace_matching:
+            skips.append((find_line(fwd, "matched_gt_boxes = []"), stack_line, ref_matching))
     # The proposals are another TODO: use the reference's.
     rpn.predict_proposals = types.MethodType(ctx.ref_tsd.RPN.__dict__["predict_proposals"], rpn)
     rpn.train()
     try:
-        with LineHooks(fwd, actions):
+        with LineHooks(fwd, actions, skips=skips):
             out = rpn(inp["feats"], dict(STRIDES), inp["gt"])
     except StopRun:
         return captured["matched"]
@@ -995,14 +1022,18 @@ class FasterRCNNMatching(Check):
             captured["matched"] = frame.f_locals.get("matched_gt_boxes", "<not defined>")
             raise StopRun
 
-        actions = {find_line(fwd, "matched_gt_boxes = torch.cat(matched_gt_boxes"): grab}
-        actions.update(roi_align_replacement(fwd, inp["parts"]))
-        model.train()
-        try:
-            with LineHooks(fwd, actions):
-                model(images_for(inp), inp["gt"])
-        except StopRun:
-            pass
+        roi_actions, roi_skip = roi_align_replacement(fwd, inp["parts"])
+        actions = {find_line(fwd, "matched_gt_boxes = torch.cat(matched_gt_boxes"): grab, **roi_actions}
+
+        def run(skips):
+            model.train()
+            try:
+                with LineHooks(fwd, actions, skips=[roi_skip] if skips is None else skips):
+                    model(images_for(inp), inp["gt"])
+            except StopRun:
+                pass
+
+        run_skipping_roi_align(fwd, run)
         if not captured:
             raise GraderError("FasterRCNN.forward never reached the matched GT boxes")
         return captured["matched"]
@@ -1025,13 +1056,29 @@ def frcnn_ref_parts(ref, model, inp):
 
 
 def roi_align_replacement(fwd, parts):
-    """Line hook: the reference RoI features, level by level (isolation)."""
-    levels = iter(parts["roi_per_level"])
+    """Line hook and skip: the reference RoI features, level by level."""
+    per_level = dict(zip(FEAT_HW, parts["roi_per_level"]))
 
     def replace(frame):
-        set_locals(frame, roi_feats=next(levels).clone())
+        set_locals(frame, roi_feats=per_level[frame.f_locals["level_name"]].clone())
 
-    return {find_line(fwd, "roi_feats_per_fpn_level[level_name] = roi_feats"): replace}
+    target = find_line(fwd, "roi_feats_per_fpn_level[level_name] = roi_feats")
+    after = find_line(fwd, "level_stride = self.backbone.fpn_strides[level_name]")
+    return {target: replace}, (after, target, replace)
+
+
+def run_skipping_roi_align(fwd, run):
+    """`run(skips)`; if the student's RoI-Align block raises, again without it."""
+    try:
+        return run([])
+    except StopRun:
+        raise
+    except BaseException as error:  # noqa: BLE001
+        after = find_line(fwd, "level_stride = self.backbone.fpn_strides[level_name]")
+        target = find_line(fwd, "roi_feats_per_fpn_level[level_name] = roi_feats")
+        if not raised_between(error, fwd, after, target):
+            raise
+        return run(None)
 
 
 @register
@@ -1059,12 +1106,16 @@ class FasterRCNNLoss(Check):
         def matched(frame):
             set_locals(frame, matched_gt_boxes=[m.clone() for m in parts["matched"]])
 
+        roi_actions, roi_skip = roi_align_replacement(fwd, parts)
         actions = {find_line(fwd, "pred_cls_logits = self.cls_pred(roi_feats)"): roi,
-                   find_line(fwd, "matched_gt_boxes = torch.cat(matched_gt_boxes"): matched}
-        actions.update(roi_align_replacement(fwd, parts))
-        model.train()
-        with LineHooks(fwd, actions):
-            out = model(images_for(inp), inp["gt"])
+                   find_line(fwd, "matched_gt_boxes = torch.cat(matched_gt_boxes"): matched, **roi_actions}
+
+        def run(skips):
+            model.train()
+            with LineHooks(fwd, actions, skips=[roi_skip] if skips is None else skips):
+                return model(images_for(inp), inp["gt"])
+
+        out = run_skipping_roi_align(fwd, run)
         return out.get("loss_cls") if isinstance(out, dict) else out
 
     def hints(self, case, got, exp, inp):

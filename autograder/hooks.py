@@ -46,10 +46,15 @@ class LineHooks:
     to `frame.f_locals` are written back to the frame.
     """
 
-    def __init__(self, fn, actions: Dict[int, Callable], on_exception: Optional[Callable] = None):
+    def __init__(self, fn, actions: Dict[int, Callable], on_exception: Optional[Callable] = None,
+                 skips=()):
         self.code = inspect.unwrap(fn).__code__
         self.actions = actions
         self.on_exception = on_exception
+        # (after, target, on_jump): the first line run strictly between the
+        # provided lines `after` and `target` jumps to `target`, after
+        # `on_jump(frame)` has set what the skipped block should have computed.
+        self.skips = list(skips)
 
     def _global(self, frame, event, arg):
         if frame.f_code is self.code:
@@ -57,8 +62,14 @@ class LineHooks:
         return None
 
     def _local(self, frame, event, arg):
-        if event == "line" and frame.f_lineno in self.actions:
-            self.actions[frame.f_lineno](frame)
+        if event == "line":
+            for after, target, on_jump in self.skips:
+                if after < frame.f_lineno < target:
+                    on_jump(frame)
+                    frame.f_lineno = target
+                    break
+            if frame.f_lineno in self.actions:
+                self.actions[frame.f_lineno](frame)
         elif event == "exception" and self.on_exception is not None:
             self.on_exception(frame)
         return self._local
@@ -71,6 +82,17 @@ class LineHooks:
     def __exit__(self, *exc):
         sys.settrace(self._old)
         return False
+
+
+def raised_between(error: BaseException, fn, after: int, before: int) -> bool:
+    """Did `error` come out of lines `after < line < before` of `fn`?"""
+    code = inspect.unwrap(fn).__code__
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code and after < tb.tb_lineno < before:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def set_locals(frame, **values):

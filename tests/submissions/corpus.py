@@ -140,6 +140,15 @@ CASES = [
              anchors_per_fpn_level = generate_fpn_anchors(locations, strides_per_fpn_level, 2, self.anchor_aspect_ratios)
              """},
          expect={"rpn_forward_anchors": 0}),
+    dict(name="rpn_anchors_raise", about="isolation: the anchors block of RPN.forward raises",
+         blocks={"rpn_forward_anchors": "anchors_per_fpn_level = generate_fpn_anchors(feats_per_fpn_level)\n"},
+         expect={"rpn_forward_anchors": 0}),
+    dict(name="rpn_matching_raises", about="isolation: the matching block of RPN.forward raises",
+         blocks={"rpn_forward_matching": "matched_gt_boxes = rcnn_match_anchors_to_gt(anchor_boxes)\n"},
+         expect={"rpn_forward_matching": 0}),
+    dict(name="roi_align_raises", about="isolation: the RoI-Align block of FasterRCNN.forward raises",
+         blocks={"faster_rcnn_roi_align": "roi_feats = torchvision.ops.roi_align(level_feats)\n"},
+         expect={"faster_rcnn_roi_align": 0}),
     dict(name="stem_without_init", about="RPN stem keeps PyTorch's default init (one case of three)",
          blocks={"rpn_pred_net_stem": """
              prev_channels = in_channels
