@@ -287,13 +287,20 @@ def up_to_date(fixture_dir: Path = None, root: Path = ROOT) -> bool:
 def ensure(fixture_dir: Path = None, root: Path = ROOT) -> Path:
     """Fixtures for the current reference, generated on first use."""
     fixture_dir = Path(fixture_dir or FIXTURE_DIR)
-    if not up_to_date(fixture_dir, root):
-        if not all((root / f).exists() for f in REFERENCE_FILES):
-            if (fixture_dir / "expected.pt").exists():
-                return fixture_dir  # a packaged autograder: fixtures only
-            raise FileNotFoundError(f"no fixtures in {fixture_dir} and no reference solution in {root}")
-        print("autograder: generating reference outputs (once) ...", file=sys.stderr)
-        generate(fixture_dir, root)
+    if up_to_date(fixture_dir, root):
+        return fixture_dir
+    if not all((root / f).exists() for f in REFERENCE_FILES):
+        if (fixture_dir / "expected.pt").exists():
+            return fixture_dir  # a packaged autograder: fixtures only
+        raise FileNotFoundError(f"no fixtures in {fixture_dir} and no reference solution in {root}")
+    import fcntl
+
+    lock_path = fixture_dir.with_name(fixture_dir.name + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one generator at a time
+        if not up_to_date(fixture_dir, root):
+            print("autograder: generating reference outputs (once) ...", file=sys.stderr)
+            generate(fixture_dir, root)
     return fixture_dir
 
 
