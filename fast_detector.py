@@ -177,6 +177,16 @@ def roi_align_separable(features, rois, output_size, spatial_scale):
     return torch.cat(outputs)[torch.argsort(order)].permute(0, 3, 1, 2)  # channels-last view
 
 
+def _prefer_matrix_nms(device) -> bool:
+    """GPU: batched matrix NMS (no host sync per image); CPU: torchvision's loop."""
+    return device.type != "cpu"
+
+
+def _prefer_separable_roi_align(device) -> bool:
+    """CPU: `roi_align_separable`; GPU: torchvision's kernel (fast backward there)."""
+    return device.type == "cpu"
+
+
 class FastFasterRCNN(FasterRCNN):
     """
     `FasterRCNN` with a batched forward pass; see the module docstring.
@@ -412,7 +422,7 @@ class FastFasterRCNN(FasterRCNN):
     @staticmethod
     def _nms_groups(boxes, scores, iou_threshold):
         """NMS of each row of `boxes (B, K, 4)` (sorted by `scores (B, K)`) -> keep mask."""
-        if boxes.device.type == "cpu":  # torchvision's C++ kernel, one call per image
+        if not _prefer_matrix_nms(boxes.device):  # torchvision's C++ kernel, one call per image
             keep = torch.zeros(scores.shape, dtype=torch.bool, device=boxes.device)
             for i in range(len(boxes)):
                 keep[i, torchvision.ops.nms(boxes[i], scores[i], iou_threshold)] = True
@@ -454,7 +464,7 @@ class FastFasterRCNN(FasterRCNN):
         with self._autocast(boxes.device):
             for name, level_rois in zip(level_names, rois.split(counts)):
                 scale = 1.0 / self.backbone.fpn_strides[name]
-                if feats[name].device.type == "cpu":  # torchvision's CPU backward is slow
+                if _prefer_separable_roi_align(boxes.device):  # torchvision's CPU backward is slow
                     roi_feats.append(roi_align_separable(feats[name], level_rois, self.roi_size, scale))
                 else:  # rois stay float32 under autocast: they are co-ordinates
                     roi_feats.append(torchvision.ops.roi_align(

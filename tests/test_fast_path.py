@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchvision
 
+import fast_detector
 from common import DetectorBackboneWithFPN
 from fast_detector import FastFasterRCNN, batched_box_iou, batched_nms_sorted, roi_align_separable
 from two_stage_detector import RPN, FasterRCNN
@@ -69,7 +70,18 @@ def test_shares_modules_and_state_dict(detectors, make_detector):
     FastFasterRCNN.from_reference(make_detector()).load_state_dict(reference.state_dict())
 
 
-def test_training_losses_and_gradients_match_reference(detectors):
+@pytest.fixture(params=["cpu paths", "gpu paths"])
+def device_paths(request, monkeypatch):
+    # "gpu paths": run the choices the fast path makes on CUDA (batched
+    # matrix NMS, torchvision's RoI-Align) on the CPU, so that they are tested
+    # even without a GPU.
+    if request.param == "gpu paths":
+        monkeypatch.setattr(fast_detector, "_prefer_matrix_nms", lambda device: True)
+        monkeypatch.setattr(fast_detector, "_prefer_separable_roi_align", lambda device: False)
+    return request.param
+
+
+def test_training_losses_and_gradients_match_reference(detectors, device_paths):
     reference, fast = detectors
     images, gt = make_batch()
     results = []
@@ -90,7 +102,7 @@ def test_training_losses_and_gradients_match_reference(detectors):
         torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-3, atol=1e-5, msg=name)
 
 
-def test_inference_matches_reference_image_by_image(detectors):
+def test_inference_matches_reference_image_by_image(detectors, device_paths):
     reference, fast = detectors
     images, _ = make_batch(seed=1)
     reference.eval()
