@@ -252,6 +252,7 @@ class FastFasterRCNN(FasterRCNN):
         if gt_boxes is None:
             raise ValueError("FastFasterRCNN needs gt_boxes in training mode; call .eval() for inference.")
 
+        gt_boxes = self._compact_gt(gt_boxes)
         feats, anchors, obj_logits, deltas, image_size = self._run_rpn_net(images)
         loss_rpn_obj, loss_rpn_box = self._rpn_losses(anchors, obj_logits, deltas, gt_boxes)
         boxes, valid, levels = self._proposals(anchors, obj_logits, deltas, image_size)
@@ -336,6 +337,19 @@ class FastFasterRCNN(FasterRCNN):
                 locations, strides, self.rpn.anchor_stride_scale, self.rpn.anchor_aspect_ratios
             )
         return cache[key]
+
+    @staticmethod
+    @torch.no_grad()
+    def _compact_gt(gt_boxes):
+        """
+        Move the real GT rows of each image `(B, M, 5)` first (in their order)
+        and drop the columns that are padding in every image: datasets pad to
+        40 rows, images have a few objects, and matching cost is per column.
+        """
+        valid = gt_boxes[..., 4] != -1  # (B, M)
+        num_cols = max(int(valid.sum(dim=1).max()), 1)
+        order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, :num_cols]
+        return gt_boxes.gather(1, order[..., None].expand(-1, -1, gt_boxes.shape[2]))
 
     @torch.no_grad()
     def _match(self, boxes, gt_boxes, iou_thresholds, shared=False):

@@ -220,3 +220,23 @@ def test_autocast_reaches_the_network(outer, own, make_detector):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=outer):
         fast.predict(images, 0.0, 0.5)
     assert dtypes == [torch.bfloat16]
+
+
+def test_compact_gt_keeps_real_rows_in_order():
+    pad = [-1.0] * 5
+    gt = torch.tensor(
+        [
+            [pad, [1, 1, 5, 5, 2], pad, [2, 2, 6, 6, 0]],
+            [[3, 3, 9, 9, 1], pad, pad, pad],
+            [pad, pad, pad, pad],
+        ]
+    )
+    expected = torch.tensor(
+        [
+            [[1, 1, 5, 5, 2], [2, 2, 6, 6, 0]],
+            [[3, 3, 9, 9, 1], pad],
+            [pad, pad],
+        ]
+    )
+    torch.testing.assert_close(FastFasterRCNN._compact_gt(gt), expected)
+    assert FastFasterRCNN._compact_gt(torch.full((2, 3, 5), -1.0)).shape == (2, 1, 5)
