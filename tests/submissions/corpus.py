@@ -149,6 +149,9 @@ CASES = [
     dict(name="roi_align_raises", about="isolation: the RoI-Align block of FasterRCNN.forward raises",
          blocks={"faster_rcnn_roi_align": "roi_feats = torchvision.ops.roi_align(level_feats)\n"},
          expect={"faster_rcnn_roi_align": 0}),
+    dict(name="rpn_stem_raises", about="isolation: the stem block raises, the heads after it are right",
+         blocks={"rpn_pred_net_stem": "stem_rpn = [nn.Conv2d(in_channels)]\n"},
+         expect={"rpn_pred_net_stem": 0}),
     dict(name="stem_without_init", about="RPN stem keeps PyTorch's default init (one case of three)",
          blocks={"rpn_pred_net_stem": """
              prev_channels = in_channels
@@ -353,6 +356,13 @@ DIFFERENT_BUT_CORRECT = dict(
                 pred_obj_logits[idx], (gt[:, 4] >= 0).float(), reduction="none")
             is_fg = (target_deltas != -1e8).float()
             loss_box = (pred_boxreg_deltas[idx] - target_deltas).abs() * is_fg
+            """,
+        "rpn_forward_matching": """
+            matched_gt_boxes = torch.stack([rcnn_match_anchors_to_gt(anchor_boxes, g, self.anchor_iou_thresholds)
+                                            for g in gt_boxes])  # stacked here already
+            """,
+        "faster_rcnn_matching": """
+            matched_gt_boxes.append(rcnn_match_anchors_to_gt(proposals_per_image, gt_boxes_per_image, [0.5, 0.5]))
             """,
         "faster_rcnn_loss": """
             fg_idx, bg_idx = sample_rpn_training(matched_gt_boxes, self.batch_size_per_image * num_images, 0.25)
