@@ -10,18 +10,15 @@ Every check has
 
 A check's score is `points * (cases passed) / (cases)`.
 """
-import inspect
 import itertools
-import math
 import types
 from typing import Any, Dict, List
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .compare import compare, describe, matches
-from .hooks import GraderError, LineHooks, StopRun, find_line, isolate, raised_between, set_locals
+from .hooks import GraderError, LineHooks, StopRun, find_line, raised_between, set_locals
 
 STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 FPN_CH = 8

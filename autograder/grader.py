@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import torch
 
 from . import fixtures
-from .checks import BLOCKS, CHECKS, CHECK_NAMES
+from .checks import CHECKS, CHECK_NAMES
 from .compare import describe
 
 GRADED = ["two_stage_detector.py", "common.py"]

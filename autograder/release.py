@@ -5,7 +5,6 @@ Each marked block becomes a single `pass` at the indentation of its BEGIN
 marker. Notebooks go through `nbgrader generate_assignment` (solutions and
 hidden tests removed). Reference outputs (the fixtures) never go out.
 """
-import os
 import re
 import shutil
 import subprocess
