@@ -60,7 +60,14 @@ def relative_error(expected, got) -> float:
 
 def _show(value) -> str:
     if isinstance(value, torch.Tensor):
-        text = str(value.detach().cpu())
+        value = value.detach().cpu()
+        if value.numel() > 48:  # a summary instead of pages of numbers
+            flat = value.flatten()
+            head = ", ".join(f"{v:.4g}" for v in flat[:6].tolist())
+            stats = value.double()
+            return (f"shape {tuple(value.shape)}, first [{head}, ...], mean "
+                    f"{stats.mean():.4g}, min {stats.min():.4g}, max {stats.max():.4g}")
+        text = str(value)
         if value.dim() > 0:
             text += f"  shape {tuple(value.shape)}"
         return text
