@@ -21,6 +21,8 @@ def describe(value: Any) -> str:
         return f"{type(value).__name__} of length {len(value)}"
     if value is None:
         return "None"
+    if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+        return value[1:-1]  # a marker from the child, e.g. "<function object>"
     return f"{type(value).__name__} {value!r}"[:120]
 
 
