@@ -109,13 +109,17 @@ def explore_anchors(
     locations = common.get_fpn_location_coords(
         {level: (1, 1) + grid}, {level: stride}
     )[level]  # (H*W, 2)
+    if locations is None:
+        raise NotImplementedError(
+            "The explorer needs get_fpn_location_coords (common.py): implement it first."
+        )
     anchors = tsd.generate_fpn_anchors(
         {level: locations}, {level: stride}, stride_scale, aspect_ratios
     )[level]  # (H*W*A, 4)
-    if anchors is None or locations is None:
+    if anchors is None:
         raise NotImplementedError(
-            "The explorer needs get_fpn_location_coords (common.py) and "
-            "generate_fpn_anchors (two_stage_detector.py): implement them first."
+            "The explorer needs generate_fpn_anchors (two_stage_detector.py): "
+            "implement it first."
         )
     num_anchors = len(aspect_ratios)
 
@@ -348,6 +352,10 @@ class AnchorExplorer:
             )
         except (ValueError, NotImplementedError) as error:
             print(error)
+            return
+        except Exception as error:  # the student's code under exploration failed
+            print(f"The explorer could not run your code: {type(error).__name__}: {error}\n"
+                  "Check get_fpn_location_coords, generate_fpn_anchors and iou first.")
             return
         text = format_counts(self.result)
         print(text)

@@ -187,6 +187,12 @@ class TestExploreAnchors:
         with pytest.raises(ValueError, match=message):
             anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]), **kwargs)
 
+    def test_unimplemented_student_code_is_reported(self, monkeypatch):
+        monkeypatch.setattr(two_stage_detector, "generate_fpn_anchors",
+                            lambda locations, *args: {level: None for level in locations})
+        with pytest.raises(NotImplementedError, match="generate_fpn_anchors"):
+            anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]))
+
     def test_bad_gt_shape(self):
         with pytest.raises(ValueError, match=r"\(M, 5\)"):
             anchor_explorer.explore_anchors(torch.zeros(2, 4))
@@ -245,6 +251,16 @@ class TestExplorerFigures:
             explorer.result["counts"]["foreground"] == 2352
         explorer.controls["aspect_ratios"].value = (1.0,)
         assert len(explorer.result["labels"]) == 784
+        # Broken student code: a message in the output, the explorer keeps going.
+        original_iou = two_stage_detector.iou
+        try:
+            two_stage_detector.iou = lambda a, b: None
+            explorer.controls["stride_scale"].value = 4
+        finally:
+            two_stage_detector.iou = original_iou
+        assert explorer.result["stride_scale"] == 2
+        explorer.controls["stride_scale"].value = 5
+        assert explorer.result["stride_scale"] == 5
         bundle = explorer._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle
         assert "level p3, stride 8" in bundle["text/plain"]
