@@ -274,10 +274,10 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
         if download:
             import torchvision
 
-            for image_set in ("train", "val"):
-                torchvision.datasets.VOCDetection(
-                    dataset_dir, year="2007", image_set=image_set, download=True
-                )
+            # One archive holds VOC 2007 train and val (and their lists).
+            torchvision.datasets.VOCDetection(
+                dataset_dir, year="2007", image_set="trainval", download=True
+            )
             voc = os.path.join(dataset_dir, "VOCdevkit", "VOC2007")
             if os.path.exists(os.path.join(voc, "ImageSets", "Main", f"{split}.txt")):
                 return voc
@@ -301,7 +301,6 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
         S = self.image_size
         image = Image.open(self._image_path(index)).convert("RGB")
         width, height = image.size
-        scale = S / min(width, height)
         # Shorter side exactly S; longer side rounded down (as torchvision's Resize).
         new_w = S if width <= height else int(S * width / height)
         new_h = S if height <= width else int(S * height / width)
@@ -322,7 +321,6 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
         gt = torch.cat([boxes, torch.from_numpy(classes)[:, None]], dim=1)[keep][:MAX_BOXES]
         gt_boxes = torch.full((MAX_BOXES, 5), -1.0)
         gt_boxes[: len(gt)] = gt
-        del scale
         return array, gt_boxes
 
     @staticmethod

@@ -2,8 +2,8 @@
 The kit's demo: train the reference Faster R-CNN from scratch on the embedded
 shapes dataset, report mAP@0.5 per class on its val split, and draw figures.
 
-    python demo.py --out outputs/demo            # about 10 minutes on 2 CPU cores
-    python demo.py --iters 3000 --out outputs/long  # the longer schedule
+    python demo.py --out outputs/demo               # 600 iterations
+    python demo.py --iters 1800 --out outputs/long  # the longer schedule
 
 Everything is offline: the backbone starts from random weights
 (`pretrained=False`) and the data is generated locally.
