@@ -19,6 +19,8 @@ $(VENV)/.installed: requirements.txt
 # mAP@0.5 per class on the val split, write figures to outputs/demo/.
 demo: data
 	$(PY) demo.py --out outputs/demo
+	$(PY) -m autograder release outputs/demo/release
+	$(PY) -m autograder grade . outputs/demo/release --jobs 2 --json outputs/demo/grades.json
 
 # The embedded shapes dataset (data/shapes/, deterministic, under a minute).
 data: venv

@@ -173,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/detector.pt")
+    parser.add_argument("--reference", action="store_true",
+                        help="train the plain reference FasterRCNN instead of the batched fast path "
+                             "(fast_detector.FastFasterRCNN: same modules, losses and detections)")
     args = parser.parse_args(argv)
 
     import a4_helper as helper
@@ -193,6 +196,13 @@ def main(argv=None):
         train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
+    if not args.reference:
+        from fast_detector import FastFasterRCNN
+
+        # Same weights and losses, batched pipeline; bf16 autocast on GPU.
+        detector = FastFasterRCNN.from_reference(
+            detector, autocast_dtype=torch.bfloat16 if device.type == "cuda" else None
+        )
     checkpoint = os.path.join(args.out, "detector.pt")
     if not args.resume and os.path.exists(checkpoint):
         os.remove(checkpoint)
