@@ -99,11 +99,17 @@ def ensure_shapes_dataset(root: str = "data", num_train: int = 2000, num_val: in
     Args:
         root: folder that holds `shapes/` (relative paths are relative to
             the kit's folder).
-        num_train, num_val: images per split.
+        num_train, num_val: images per split. Other sizes than the default
+            2,000 + 500 go to their own folder, `shapes-{num_train}-{num_val}/`,
+            so that they never replace the default one. Image `i` of a split
+            is the same in every size (see `data/make_shapes.py`), so a larger
+            train split contains the default one and the val splits agree.
         seed: generator seed.
         workers: processes for generation (0: one per core).
     """
-    out = os.path.join(_resolve_root(root), "shapes")
+    name = "shapes" if (num_train, num_val, seed) == (2000, 500, 0) else \
+        f"shapes-{num_train}-{num_val}" + (f"-seed{seed}" if seed else "")
+    out = os.path.join(_resolve_root(root), name)
     generator = _load_generator()
     if not generator.is_complete(out, num_train, num_val, seed):
         start = time.time()

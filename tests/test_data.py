@@ -202,6 +202,23 @@ def test_shapes_dataset_properties(tmp_path):
         assert valid[:, :4].min() >= 0 and valid[:, :4].max() <= 64
 
 
+def test_larger_train_split_gets_its_own_folder_and_extends_the_default(tmp_path):
+    # The long schedule trains on a larger generated train split; it must not
+    # replace the default folder, and its val split must be the same images.
+    root = str(tmp_path)
+    small = helper.ensure_shapes_dataset(root, num_train=3, num_val=2, seed=0, workers=1)
+    large = helper.ensure_shapes_dataset(root, num_train=6, num_val=2, seed=0, workers=1)
+    assert os.path.basename(small) == "shapes-3-2" and os.path.basename(large) == "shapes-6-2"
+    assert os.path.exists(os.path.join(small, "COMPLETE"))  # not replaced
+    for name in ["train_00000", "train_00002", "val_00001"]:
+        for sub, ext in (("JPEGImages", ".jpg"), ("Annotations", ".xml")):
+            with open(os.path.join(small, sub, name + ext), "rb") as a, \
+                    open(os.path.join(large, sub, name + ext), "rb") as b:
+                assert a.read() == b.read(), (sub, name)
+    with open(os.path.join(large, "ImageSets", "Main", "train.txt")) as f:
+        assert len(f.read().split()) == 6
+
+
 def test_photos():
     ds = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos", image_size=224)
     names = [ds.class_names[int(gt[0, 4])] for _, _, gt in (ds[i] for i in range(len(ds)))]

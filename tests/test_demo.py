@@ -1,0 +1,64 @@
+"""
+`demo.py`: its anchor settings cover the shapes objects, and a two-iteration
+run writes every file the README lists.
+"""
+import json
+import os
+
+import torch
+from torchvision.ops import box_iou
+
+import a4_helper as helper
+import demo
+from common import get_fpn_location_coords
+from two_stage_detector import generate_fpn_anchors
+
+
+def _coverage(gt_per_image, image_size, stride_scale, aspect_ratios, fg_thresh):
+    """Fraction of GT boxes with at least one anchor of IoU >= fg_thresh."""
+    strides = {"p3": 8, "p4": 16, "p5": 32}
+    shapes = {k: (1, 1, image_size // s, image_size // s) for k, s in strides.items()}
+    anchors = generate_fpn_anchors(get_fpn_location_coords(shapes, strides), strides,
+                                   stride_scale, aspect_ratios)
+    anchors = torch.cat(list(anchors.values()))
+    best = torch.cat([box_iou(gt, anchors).max(dim=1).values for gt in gt_per_image])
+    return (best >= fg_thresh).float().mean().item()
+
+
+def test_demo_anchors_give_almost_every_object_a_foreground_anchor(tmp_path):
+    # The matching has no "best anchor per object" rule: an object without any
+    # anchor above the foreground threshold is never taught as foreground.
+    root = helper.ensure_shapes_dataset(str(tmp_path), num_train=1, num_val=150, workers=1)
+    val = helper.VOC2007DetectionTiny(root, "val", image_size=160)
+    gts = [gt[gt[:, 4] >= 0, :4] for gt in (val[i][2] for i in range(len(val)))]
+    rpn = demo.build_detector(num_classes=6).rpn
+    ours = _coverage(gts, 160, rpn.anchor_stride_scale, rpn.anchor_aspect_ratios,
+                     rpn.anchor_iou_thresholds[1])
+    course = _coverage(gts, 160, 3, [0.5, 1.0, 2.0], 0.5)  # the settings before
+    assert sum(len(g) for g in gts) > 300
+    assert ours >= 0.96, ours
+    assert course < 0.92 and ours > course + 0.05, (ours, course)
+
+
+def test_demo_runs_and_writes_its_files(tmp_path):
+    out = str(tmp_path / "demo")
+    demo.main(["--iters", "2", "--batch-size", "2", "--out", out, "--device", "cpu"])
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["iters"] == 2 and metrics["train_images"] == 2000
+    assert 0.0 <= metrics["map50"] <= 1.0
+    assert set(metrics["per_class"]) == {"circle", "square", "triangle", "diamond", "star", "cross"}
+    for name in ["losses", "anchors", "matches", "matches_shapes", "proposals", "detections"]:
+        assert os.path.getsize(os.path.join(out, name + ".png")) > 10_000, name
+    checkpoint = os.path.join(out, "detector.pt")
+    assert os.path.exists(checkpoint)
+
+    # The second cycle of the longer schedule starts from those weights.
+    out2 = str(tmp_path / "demo2")
+    demo.main(["--iters", "1", "--batch-size", "2", "--out", out2, "--device", "cpu",
+               "--init", checkpoint, "--lr", "0"])  # lr 0: the weights stay as loaded
+    first = torch.load(checkpoint, weights_only=False)["model"]
+    second = torch.load(os.path.join(out2, "detector.pt"), weights_only=False)["model"]
+    for name, value in first.items():
+        if "running" not in name and "num_batches" not in name:  # batch-norm statistics move
+            torch.testing.assert_close(second[name], value, msg=name)
