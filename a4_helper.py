@@ -173,16 +173,19 @@ def denormalize(image: torch.Tensor) -> torch.Tensor:
     return (image.float() * std + mean).clamp(0, 1)
 
 
-def _parse_voc_xml(path: str, class_to_idx: Dict[str, int]) -> Tuple[np.ndarray, np.ndarray]:
+def _parse_voc_xml(
+    path: str, class_to_idx: Dict[str, int], difficult: bool = False
+) -> Tuple[np.ndarray, np.ndarray]:
     """
     Boxes `(N, 4)` in continuous 0-based pixel co-ordinates (VOC's 1-based
     inclusive `xmin..xmax` becomes `[xmin - 1, xmax]`) and class ids `(N,)` of
-    the non-difficult objects of one VOC annotation file.
+    the non-difficult objects of one VOC annotation file (with
+    `difficult=True`: of its difficult objects).
     """
     boxes, classes = [], []
     for obj in ET.parse(path).getroot().iter("object"):
-        difficult = obj.find("difficult")
-        if difficult is not None and int(difficult.text) == 1:
+        flag = obj.find("difficult")
+        if (flag is not None and int(flag.text) == 1) != difficult:
             continue
         name = obj.find("name").text.strip()
         if name not in class_to_idx:
@@ -300,23 +303,24 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
     def _image_path(self, index: int) -> str:
         return os.path.join(self.dataset_dir, "JPEGImages", self.ids[index] + ".jpg")
 
-    def _load_uint8(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Resized, centre-cropped `(3, S, S)` uint8 image and `(40, 5)` boxes."""
-        from PIL import Image
-
+    def _crop_geometry(self, width: int, height: int) -> Tuple[int, int, int, int]:
+        """`(new_w, new_h, left, top)`: resize so that the shorter side is S, then centre-crop."""
         S = self.image_size
-        image = Image.open(self._image_path(index)).convert("RGB")
-        width, height = image.size
         # Shorter side exactly S; longer side rounded down (as torchvision's Resize).
         new_w = S if width <= height else int(S * width / height)
         new_h = S if height <= width else int(S * height / width)
         left, top = int(round((new_w - S) / 2.0)), int(round((new_h - S) / 2.0))
-        image = image.resize((new_w, new_h), Image.BILINEAR).crop((left, top, left + S, top + S))
-        array = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # (3, S, S)
+        return new_w, new_h, left, top
 
+    def _load_boxes(self, index: int, size: Tuple[int, int], difficult: bool = False) -> torch.Tensor:
+        """`(40, 5)` boxes of image `index` (original `size` = (width, height)) in crop pixels."""
+        S = self.image_size
+        width, height = size
+        new_w, new_h, left, top = self._crop_geometry(width, height)
         boxes, classes = _parse_voc_xml(
             os.path.join(self.dataset_dir, "Annotations", self.ids[index] + ".xml"),
             self.class_to_idx,
+            difficult=difficult,
         )
         boxes = torch.from_numpy(boxes)
         boxes[:, 0::2] = (boxes[:, 0::2] * (new_w / width) - left).clamp(0, S)
@@ -327,7 +331,33 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
         gt = torch.cat([boxes, torch.from_numpy(classes)[:, None]], dim=1)[keep][:MAX_BOXES]
         gt_boxes = torch.full((MAX_BOXES, 5), -1.0)
         gt_boxes[: len(gt)] = gt
+        return gt_boxes
+
+    def _load_uint8(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Resized, centre-cropped `(3, S, S)` uint8 image and `(40, 5)` boxes."""
+        from PIL import Image
+
+        S = self.image_size
+        image = Image.open(self._image_path(index)).convert("RGB")
+        new_w, new_h, left, top = self._crop_geometry(*image.size)
+        gt_boxes = self._load_boxes(index, image.size)
+        image = image.resize((new_w, new_h), Image.BILINEAR).crop((left, top, left + S, top + S))
+        array = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # (3, S, S)
         return array, gt_boxes
+
+    def difficult_boxes(self, index: int) -> torch.Tensor:
+        """
+        The difficult objects of item `index` that `gt_boxes` leaves out, as
+        `(40, 5)` rows `(x1, y1, x2, y2, class)` under the same crop, clamp,
+        drop and padding rules. Evaluation ignores detections of them
+        (`inference_with_detector(..., ignore_difficult=True)`), as the VOC
+        devkit does.
+        """
+        from PIL import Image
+
+        with Image.open(self._image_path(index)) as image:  # reads the header only
+            size = image.size
+        return self._load_boxes(index, size, difficult=True)
 
     @staticmethod
     def _normalize(image_uint8: torch.Tensor) -> torch.Tensor:
@@ -531,6 +561,35 @@ def train_detector(
 
 
 @torch.no_grad()
+def _detections_on_difficult(
+    boxes: torch.Tensor, classes: torch.Tensor, gt: torch.Tensor, difficult: torch.Tensor,
+    iou_thresh: float = 0.5,
+) -> torch.Tensor:
+    """
+    PASCAL VOC's rule for difficult objects: a detection is ignored (neither
+    a hit nor a false positive) when, among the GT boxes of its class,
+    difficult ones included, the one it overlaps most is difficult, with
+    IoU >= `iou_thresh`.
+
+    Args:
+        boxes: `(N, 4)` detections, classes: `(N,)` their class ids.
+        gt: `(G, 5)`, difficult: `(D, 5)` rows `(x1, y1, x2, y2, class)`.
+
+    Returns:
+        `(N,)` bool, True for the detections to ignore.
+    """
+    import torchvision
+
+    if len(boxes) == 0 or len(difficult) == 0:
+        return torch.zeros(len(boxes), dtype=torch.bool)
+    all_gt = torch.cat([gt, difficult])  # (G + D, 5)
+    is_difficult = torch.arange(len(all_gt)) >= len(gt)  # (G + D,)
+    iou = torchvision.ops.box_iou(boxes, all_gt[:, :4])  # (N, G + D)
+    iou[classes[:, None] != all_gt[None, :, 4].long()] = -1.0
+    best_iou, best = iou.max(dim=1)  # (N,)
+    return is_difficult[best] & (best_iou >= iou_thresh)
+
+
 def inference_with_detector(
     detector: torch.nn.Module,
     test_loader,
@@ -542,6 +601,7 @@ def inference_with_detector(
     max_images: Optional[int] = None,
     progress: bool = True,
     dtype: torch.dtype = torch.float32,
+    ignore_difficult: bool = True,
 ) -> Dict:
     """
     Run the detector on every image of `test_loader` and compute per-class
@@ -550,7 +610,9 @@ def inference_with_detector(
     COCO-style 101-point interpolation: the precision envelope sampled at
     recall 0, 0.01, ..., 1 (not VOC 2007's 11 points). Images without
     predictions still count (their GT boxes are misses); classes without GT
-    in the split get no AP and do not enter the mean.
+    in the split get no AP and do not enter the mean. Difficult objects are
+    not GT (missing them costs nothing) and, as in the VOC devkit,
+    detections of them are ignored rather than counted as false positives.
 
     Args:
         detector: in eval mode it is called on one image at a time as
@@ -563,13 +625,20 @@ def inference_with_detector(
         score_thresh, nms_thresh: passed to the detector.
         output_dir: if given, also write the course's text files:
             `detection-results/{id}.txt` ("class score x1 y1 x2 y2") and
-            `ground-truth/{id}.txt` ("class x1 y1 x2 y2").
+            `ground-truth/{id}.txt` ("class x1 y1 x2 y2", with a trailing
+            "difficult" for difficult objects).
         max_images: stop after this many images (None: all).
+        ignore_difficult: ignore detections whose best-overlapping GT box of
+            their class is a difficult object with IoU >= 0.5. Needs a
+            dataset with `difficult_boxes(index)` (`VOC2007DetectionTiny`);
+            for other datasets there is nothing to ignore.
 
     Returns:
         dict with "map50" (float, mean over classes with GT), "per_class"
-        (dict class name -> AP50), "num_images", and "predictions": a list
-        with one dict per image ("image_path", "boxes", "scores", "labels").
+        (dict class name -> AP50), "num_images", "num_ignored" (detections
+        ignored on difficult objects), and "predictions": a list with one
+        dict per image ("image_path", "boxes", "scores", "labels",
+        "ignored": bool per detection).
     """
     from torchmetrics.detection import MeanAveragePrecision
     from tqdm.auto import tqdm
@@ -583,11 +652,20 @@ def inference_with_detector(
         box_format="xyxy", iou_type="bbox", iou_thresholds=[0.5], class_metrics=True,
         backend="pycocotools",
     )
+    dataset = getattr(test_loader, "dataset", None)
+    difficult_of = None
+    if ignore_difficult and hasattr(dataset, "difficult_boxes"):
+        index_of = {dataset._image_path(i): i for i in range(len(dataset))}
+
+        def difficult_of(path):
+            boxes = dataset.difficult_boxes(index_of[path]) if path in index_of else torch.empty(0, 5)
+            return boxes[boxes[:, 4] >= 0]
+
     if output_dir:
         os.makedirs(os.path.join(output_dir, "detection-results"), exist_ok=True)
         os.makedirs(os.path.join(output_dir, "ground-truth"), exist_ok=True)
     predictions = []
-    total = len(test_loader.dataset) if hasattr(test_loader, "dataset") else None
+    total = len(dataset) if dataset is not None else None
     if max_images is not None and total is not None:
         total = min(total, max_images)
     bar = tqdm(total=total, disable=not progress, desc="eval", dynamic_ncols=True)
@@ -601,22 +679,28 @@ def inference_with_detector(
             boxes, classes, scores = detector(
                 image, test_score_thresh=score_thresh, test_nms_thresh=nms_thresh
             )
-            boxes, classes, scores = boxes.float().cpu(), classes.long().cpu(), scores.float().cpu()
+            boxes = boxes.float().cpu().reshape(-1, 4)
+            classes, scores = classes.long().cpu().reshape(-1), scores.float().cpu().reshape(-1)
             gt = gt.cpu()
             gt = gt[gt[:, 4] >= 0]
+            difficult = difficult_of(path) if difficult_of else torch.empty(0, 5)
+            ignored = _detections_on_difficult(boxes, classes, gt, difficult)
             metric.update(
-                [{"boxes": boxes.reshape(-1, 4), "scores": scores.reshape(-1), "labels": classes.reshape(-1)}],
+                [{"boxes": boxes[~ignored], "scores": scores[~ignored], "labels": classes[~ignored]}],
                 [{"boxes": gt[:, :4], "labels": gt[:, 4].long()}],
             )
-            predictions.append({"image_path": path, "boxes": boxes, "scores": scores, "labels": classes})
+            predictions.append({"image_path": path, "boxes": boxes, "scores": scores,
+                                "labels": classes, "ignored": ignored})
             if output_dir:
                 image_id = os.path.splitext(os.path.basename(path))[0]
                 with open(os.path.join(output_dir, "detection-results", image_id + ".txt"), "w") as f:
                     for b, c, s in zip(boxes.tolist(), classes.tolist(), scores.tolist()):
                         f.write(f"{class_names[c]} {s:.6f} {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} {b[3]:.2f}\n")
                 with open(os.path.join(output_dir, "ground-truth", image_id + ".txt"), "w") as f:
-                    for b in gt.tolist():
-                        f.write(f"{class_names[int(b[4])]} {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} {b[3]:.2f}\n")
+                    for rows, suffix in ((gt, ""), (difficult, " difficult")):
+                        for b in rows.tolist():
+                            f.write(f"{class_names[int(b[4])]} {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} "
+                                    f"{b[3]:.2f}{suffix}\n")
             bar.update(1)
         if done:
             break
@@ -636,6 +720,7 @@ def inference_with_detector(
         "map50": max(map50, 0.0) if per_class else float("nan"),
         "per_class": per_class,
         "num_images": len(predictions),
+        "num_ignored": int(sum(int(p["ignored"].sum()) for p in predictions)),
         "predictions": predictions,
     }
 

@@ -96,7 +96,8 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
         plt.close(fig)
         paths.append(path)
 
-    save(helper.plot_losses(history), "losses.png")
+    if history is not None:
+        save(helper.plot_losses(history), "losses.png")
 
     # Anchors and matches on real photographs.
     photos = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
@@ -170,7 +171,8 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/demo", help="folder for figures, metrics, checkpoint")
-    parser.add_argument("--iters", type=int, default=600, help="training iterations")
+    parser.add_argument("--iters", type=int, default=600,
+                        help="training iterations (0 with --init: only evaluate and draw)")
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.02)
@@ -186,10 +188,15 @@ def main(argv=None):
                              "an earlier run) with a fresh optimizer and learning-rate schedule")
     parser.add_argument("--test-nms-thresh", type=float, default=0.4,
                         help="class-wise NMS threshold of the evaluation (see README)")
+    parser.add_argument("--ignore-difficult", action=argparse.BooleanOptionalAction, default=True,
+                        help="ignore detections of difficult objects, as the VOC devkit does "
+                             "(--no-ignore-difficult counts them as false positives)")
     parser.add_argument("--reference", action="store_true",
                         help="train the plain reference FasterRCNN instead of the batched fast path "
                              "(fast_detector.FastFasterRCNN: same modules, losses and detections)")
     args = parser.parse_args(argv)
+    if args.iters == 0 and not args.init:
+        parser.error("--iters 0 only evaluates: give the weights with --init CHECKPOINT")
 
     import a4_helper as helper
 
@@ -222,28 +229,34 @@ def main(argv=None):
         detector.load_state_dict(state.get("model", state))
         print(f"Initialized from {args.init}")
     checkpoint = os.path.join(args.out, "detector.pt")
-    if not args.resume and os.path.exists(checkpoint):
-        os.remove(checkpoint)
-    history = helper.train_detector(
-        detector, loader, learning_rate=args.lr, weight_decay=1e-4, max_iters=args.iters,
-        log_period=10, device=device, amp=device.type == "cuda", checkpoint_path=checkpoint,
-        seed=args.seed, warmup_iters=min(100, args.iters // 5),
-    )
+    history = None
+    if args.iters > 0:
+        if not args.resume and os.path.exists(checkpoint):
+            os.remove(checkpoint)
+        history = helper.train_detector(
+            detector, loader, learning_rate=args.lr, weight_decay=1e-4, max_iters=args.iters,
+            log_period=10, device=device, amp=device.type == "cuda", checkpoint_path=checkpoint,
+            seed=args.seed, warmup_iters=min(100, args.iters // 5),
+        )
     train_time = time.time() - start
 
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
     result = helper.inference_with_detector(detector, val_loader, val_set.class_names,
                                             score_thresh=0.05, nms_thresh=args.test_nms_thresh,
-                                            device=device)
+                                            device=device, ignore_difficult=args.ignore_difficult)
     print(f"\nmAP@0.5 on the shapes val split ({result['num_images']} images, "
-          "COCO-style 101-point interpolated AP):")
+          "COCO-style 101-point interpolated AP; "
+          + (f"{result['num_ignored']} detections of difficult objects ignored):"
+             if args.ignore_difficult else "detections of difficult objects count as false "
+             "positives):"))
     print(helper.format_ap_table(result, val_set.class_names))
 
     paths = draw_figures(detector, args.out, train_set, val_set, history, result, args.image_size)
     metrics = {"map50": result["map50"], "per_class": result["per_class"], "iters": args.iters,
                "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
                "train_images": len(train_set), "init": args.init,
-               "test_nms_thresh": args.test_nms_thresh,
+               "test_nms_thresh": args.test_nms_thresh, "ignore_difficult": args.ignore_difficult,
+               "num_ignored": result["num_ignored"],
                "device": str(device), "train_seconds": round(train_time, 1),
                "total_seconds": round(time.time() - start, 1)}
     with open(os.path.join(args.out, "metrics.json"), "w") as f:

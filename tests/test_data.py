@@ -94,6 +94,16 @@ def test_crop_clamp_drop_difficult_padding(tiny_voc):
                                atol=2 / 255, rtol=0)
 
 
+def test_difficult_boxes(tiny_voc):
+    ds = helper.VOC2007DetectionTiny(tiny_voc, "train", image_size=10)
+    # The difficult cat of "wide" has the same box as its plain cat: [0, 1, 10, 6].
+    difficult = ds.difficult_boxes(0)
+    assert difficult.shape == (40, 5)
+    torch.testing.assert_close(difficult[:1], torch.tensor([[0.0, 1, 10, 6, 0]]))
+    assert (difficult[1:] == -1).all()
+    assert (ds.difficult_boxes(1) == -1).all()
+
+
 def test_boxes_never_degenerate(tiny_voc):
     ds = helper.VOC2007DetectionTiny(tiny_voc, "train", image_size=10, min_box_size=4.5)
     _, _, gt = ds[0]

@@ -5,6 +5,7 @@ run writes every file the README lists.
 import json
 import os
 
+import pytest
 import torch
 from torchvision.ops import box_iou
 
@@ -62,3 +63,13 @@ def test_demo_runs_and_writes_its_files(tmp_path):
     for name, value in first.items():
         if "running" not in name and "num_batches" not in name:  # batch-norm statistics move
             torch.testing.assert_close(second[name], value, msg=name)
+
+    # --iters 0 only evaluates the given weights (into the same folder, which
+    # keeps them) and reports the same mAP as the run that wrote them.
+    demo.main(["--iters", "0", "--out", out, "--device", "cpu", "--init", checkpoint])
+    with open(os.path.join(out, "metrics.json")) as f:
+        again = json.load(f)
+    assert again["map50"] == pytest.approx(metrics["map50"]) and again["iters"] == 0
+    assert os.path.exists(checkpoint)
+    with pytest.raises(SystemExit):
+        demo.main(["--iters", "0", "--out", out])

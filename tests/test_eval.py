@@ -103,3 +103,60 @@ def test_max_images_and_table():
     assert result["num_images"] == 2 and detector.calls == 2
     table = helper.format_ap_table(result, ["a", "b"])
     assert "a" in table and "n/a" in table and "1.000" in table
+
+
+def test_detections_on_difficult_hand_made():
+    gt = torch.tensor([[0.0, 0, 10, 10, 0]])
+    difficult = torch.tensor([[20.0, 20, 30, 30, 0], [0, 0, 10, 8, 0]])
+    boxes = torch.tensor([
+        [20.0, 20, 30, 30],  # exactly the first difficult box: ignored
+        [20, 20, 30, 30],    # same box, other class: no GT of class 1, a false positive
+        [20, 20, 30, 24],    # IoU 40 / 100 with the difficult box: a false positive
+        [20, 20, 30, 25],    # IoU 50 / 100: ignored
+        [0, 0, 10, 10],      # IoU 1 with the GT, 0.8 with the second difficult box: a hit
+        [0, 0, 10, 8],       # IoU 0.8 with the GT, 1 with the second difficult box: ignored
+    ])
+    classes = torch.tensor([0, 1, 0, 0, 0, 0])
+    ignored = helper._detections_on_difficult(boxes, classes, gt, difficult)
+    assert ignored.tolist() == [True, False, False, True, False, True]
+    assert not helper._detections_on_difficult(boxes, classes, gt, torch.empty(0, 5)).any()
+
+
+class DatasetWithDifficult(torch.utils.data.Dataset):
+    """Items `(path, image, gt)` plus `difficult_boxes`, like VOC2007DetectionTiny."""
+
+    def __init__(self, gts, difficult):
+        self.gts, self.difficult = gts, difficult
+
+    def __len__(self):
+        return len(self.gts)
+
+    def _image_path(self, index):
+        return f"img{index}.jpg"
+
+    def __getitem__(self, index):
+        return self._image_path(index), torch.zeros(3, 32, 32), self.gts[index]
+
+    def difficult_boxes(self, index):
+        return self.difficult[index]
+
+
+@pytest.mark.parametrize("ignore, expected_ap", [(True, 1.0), (False, 0.5)])
+def test_detections_of_difficult_objects_are_ignored(tmp_path, ignore, expected_ap):
+    # One GT and one difficult object of class 0. Ranked by score: 0.9 on the
+    # difficult object, 0.8 on the GT. Ignoring the first: AP 1. Counting it
+    # as a false positive: precision 1/2 at recall 1, the whole envelope is
+    # 1/2 -> AP 0.5.
+    dataset = DatasetWithDifficult([_gt([0, 0, 10, 10, 0])], [_gt([20, 20, 30, 30, 0])])
+    outputs = [([[20, 20, 30, 30], [0, 0, 10, 10]], [0, 0], [0.9, 0.8])]
+    result = helper.inference_with_detector(
+        FakeDetector(outputs), torch.utils.data.DataLoader(dataset, batch_size=2), ["a"], 0.1,
+        0.5, device="cpu", progress=False, ignore_difficult=ignore, output_dir=str(tmp_path),
+    )
+    assert result["per_class"]["a"] == pytest.approx(expected_ap, abs=1e-6)
+    assert result["num_ignored"] == int(ignore)
+    assert result["predictions"][0]["ignored"].tolist() == [ignore, False]
+    with open(os.path.join(tmp_path, "ground-truth", "img0.txt")) as f:
+        lines = f.read().splitlines()
+    assert lines == (["a 0.00 0.00 10.00 10.00", "a 20.00 20.00 30.00 30.00 difficult"] if ignore
+                     else ["a 0.00 0.00 10.00 10.00"])
