@@ -21,8 +21,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 
-def build_detector(num_classes: int, fpn_channels: int = 48):
-    """The reference detector with settings for small images trained from scratch."""
+def build_detector(num_classes: int, fpn_channels: int = 48, image_size: int = 160):
+    """
+    The reference detector with settings for small images trained from
+    scratch. Anchors scale with `image_size` (shapes objects are sized
+    relative to the image): 2.5 x stride at 160 px.
+    """
     from common import DetectorBackboneWithFPN
     from two_stage_detector import RPN, FasterRCNN
 
@@ -38,7 +42,7 @@ def build_detector(num_classes: int, fpn_channels: int = 48):
         # 0.6 (or even 0.5) and three shapes, 12 % of the objects had none: the
         # matching has no "best anchor per object" rule, so such objects are
         # never taught as foreground.
-        anchor_stride_scale=2.5,
+        anchor_stride_scale=2.5 * image_size / 160,
         anchor_aspect_ratios=[1 / 3, 0.5, 1.0, 2.0, 3.0],
         anchor_iou_thresholds=(0.3, 0.4),
         nms_thresh=0.7,
@@ -212,7 +216,7 @@ def main(argv=None):
           f"({time.time() - start:.0f} s so far)")
 
     helper.reset_seed(args.seed)
-    detector = build_detector(train_set.num_classes, args.fpn_channels)
+    detector = build_detector(train_set.num_classes, args.fpn_channels, args.image_size)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
