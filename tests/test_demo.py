@@ -40,6 +40,16 @@ def test_demo_anchors_give_almost_every_object_a_foreground_anchor(tmp_path):
     assert ours >= 0.96, ours
     assert course < 0.92 and ours > course + 0.05, (ours, course)
 
+    # At 224 px (the longer schedule's second cycle) the anchors grow with the
+    # objects and cover them as well.
+    val = helper.VOC2007DetectionTiny(root, "val", image_size=224)
+    gts = [gt[gt[:, 4] >= 0, :4] for gt in (val[i][2] for i in range(len(val)))]
+    rpn = demo.build_detector(num_classes=6, image_size=224).rpn
+    assert rpn.anchor_stride_scale == 3.5
+    assert _coverage(gts, 224, rpn.anchor_stride_scale, rpn.anchor_aspect_ratios,
+                     rpn.anchor_iou_thresholds[1]) >= 0.96
+    assert _coverage(gts, 224, 2.5, rpn.anchor_aspect_ratios, 0.4) < 0.96  # fixed 20/40/80 px
+
 
 def test_demo_runs_and_writes_its_files(tmp_path):
     out = str(tmp_path / "demo")
