@@ -4,6 +4,8 @@ shapes dataset, report mAP@0.5 per class on its val split, and draw figures.
 
     python demo.py --out outputs/demo        # 600 iterations (make demo)
     python demo.py --iters 12000 --train-images 20000 --out outputs/long
+    python demo.py --iters 6000 --train-images 20000 --lr 0.01 --seed 1 \
+        --image-size 224 --init outputs/long/detector.pt --out outputs/long2
                                              # the longer schedule (make long)
 
 Everything is offline: the backbone starts from random weights
