@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The main job: build the shapes data, train the reference detector from
-# scratch (GPU if present, else CPU; 5 to 20 minutes on 2 cores, by load), print
+# scratch (GPU if present, else CPU; 2 to 20 minutes on 2 cores, by load), print
 # mAP@0.5 per class on the val split, write figures to outputs/demo/.
 demo: data
 	$(PY) demo.py --out outputs/demo
