@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -23,11 +22,10 @@ import torch
 from . import fixtures
 from .checks import CHECKS, CHECK_NAMES
 from .compare import describe
+from .manifest import GRADED_FILES, GRADING_RUNTIME_FILES
+from .submission import read_graded_files
 
-GRADED = ["two_stage_detector.py", "common.py"]
-MAX_FILE_BYTES = 2 << 20
-SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git", ".venv", "venv",
-             "site-packages", "node_modules"}
+GRADED = list(GRADED_FILES)
 
 
 def check_file(name: str) -> str:
@@ -35,63 +33,27 @@ def check_file(name: str) -> str:
 
 
 # ----------------------------------------------------------- submissions
-def _find(names: List[str], candidates) -> Dict[str, str]:
-    """Shallowest match for each wanted file name."""
-    found = {}
-    for path in sorted(candidates, key=lambda p: (p.count("/"), p)):
-        parts = path.split("/")
-        if any(part in SKIP_DIRS or part.startswith("._") for part in parts):
-            continue
-        base = parts[-1]
-        if base in names and base not in found:
-            found[base] = path
-    return found
-
-
 def prepare(submission: Path, dest: Path) -> Dict[str, str]:
     """
-    Copy the graded files of a submission (folder or .zip, files anywhere
-    inside) into `dest`, plus the provided helper. Missing files become the
-    released (empty) version so the other file still imports. Returns
-    {file name: problem} for missing or unreadable files.
+    Write the graded files of a submission (folder or .zip, files anywhere
+    inside; see `submission.read_graded_files`) into `dest`, plus the
+    provided files they import. Missing files become the released (empty)
+    version so the other file still imports. Returns {file name: problem}
+    for missing or unusable files.
     """
-    submission = Path(submission)
-    problems = {}
+    files, problems = read_graded_files(submission)
     dest.mkdir(parents=True, exist_ok=True)
-    if submission.is_file() and zipfile.is_zipfile(submission):
-        with zipfile.ZipFile(submission) as zf:
-            infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
-            for base, member in _find(GRADED, infos).items():
-                if infos[member].file_size > MAX_FILE_BYTES:
-                    problems[base] = f"{base} is larger than {MAX_FILE_BYTES >> 20} MB"
-                    continue
-                (dest / base).write_bytes(zf.read(member))
-    elif submission.is_dir():
-        files = []
-        for folder, dirs, names in os.walk(submission):
-            dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")]
-            rel = os.path.relpath(folder, submission)
-            files += [os.path.normpath(os.path.join(rel, n)) for n in names if n in GRADED]
-        for base, rel in _find(GRADED, files).items():
-            src = submission / rel
-            if src.stat().st_size > MAX_FILE_BYTES:
-                problems[base] = f"{base} is larger than {MAX_FILE_BYTES >> 20} MB"
-                continue
-            shutil.copyfile(src, dest / base)
-    elif submission.is_file() and submission.name in GRADED:
-        shutil.copyfile(submission, dest / submission.name)
-    elif not submission.exists():
-        raise FileNotFoundError(f"{submission} does not exist")
-    else:
-        raise FileNotFoundError(f"{submission}: not a folder, a .zip or a graded .py file")
     ref_dir = fixtures.FIXTURE_DIR / "reference"
     from .release import strip_solutions
 
     for name in GRADED:
-        if not (dest / name).exists():
+        if name in files:
+            (dest / name).write_bytes(files[name])
+        else:
             problems.setdefault(name, f"{name} is missing from the submission")
             (dest / name).write_text(strip_solutions((ref_dir / name).read_text(), name))
-    shutil.copyfile(ref_dir / "a4_helper.py", dest / "a4_helper.py")
+    for name in GRADING_RUNTIME_FILES:
+        shutil.copyfile(ref_dir / name, dest / name)
     os.chmod(dest, 0o755)
     for p in dest.iterdir():
         os.chmod(p, 0o644)

@@ -52,7 +52,7 @@ cd "$SOURCE_DIR" && exec "$PYTHON" -m autograder.gradescope
 # the image), the reference solution, the provided helper, requirements.
 PACKAGE_FILES = ["__init__.py", "__main__.py", "checks.py", "compare.py", "fixtures.py",
                  "grader.py", "gradescope.py", "hooks.py", "notebook.py", "release.py",
-                 "sandbox.py", "nbgrader_course.py"]
+                 "sandbox.py", "nbgrader_course.py", "manifest.py", "submission.py"]
 SOURCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
 
 GRADESCOPE_REQUIREMENTS = """# Grader requirements (the kit's runtime ones; torch pinned as in the kit).
