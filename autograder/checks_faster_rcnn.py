@@ -125,16 +125,16 @@ def ref_parts(ref, model, inp):
         p = torch.cat([props[k][i] for k in props])
         matched.append(ref.tsd.rcnn_match_anchors_to_gt(p, gt[i], (0.5, 0.5)))
     return {"roi_feats": roi_feats, "roi_per_level": [roi[k] for k in feats], "matched": matched,
-            "pred_cls_logits": logits, "feats": feats, "eval_proposals": eval_props}
+            "pred_cls_logits": logits, "feats": feats, "eval_proposals": eval_props, "proposals": props}
 
 
 # ------------------------------------------------------------ __init__
 def student_cls_layers(ctx, inp, skip_stem=False):
     """
     The student's `cls_pred` layers, even if the other TODO of __init__
-    raised. An error raised in the stem block reaches the stem check; with
-    `skip_stem`, a raising stem block is skipped (a stand-in stem takes its
-    place) so that the head can be graded.
+    raised. An error raised in the stem block reaches the stem check, any
+    other the head check (`skip_stem`), for which a raising stem block is
+    skipped (a stand-in stem takes its place) so that the head can be graded.
     """
     cls = ctx.tsd.FasterRCNN
     init = cls.__init__
@@ -165,16 +165,21 @@ def student_cls_layers(ctx, inp, skip_stem=False):
                 layers += [nn.Conv2d(prev, c, 3, padding=1), nn.ReLU()]
                 prev = c
             set_locals(frame, cls_pred=layers)
+            # The reference head reads `prev_channels` from the stem block.
             if "prev_channels" in frame.f_code.co_varnames:
                 set_locals(frame, prev_channels=prev)
+            else:
+                frame.f_globals["prev_channels"] = prev
 
         captured.clear()
         with LineHooks(init, actions, on_exception=grab, skips=[(after, target, stand_in)]):
             obj, error = new_instance(cls, *args)
+    if error is not None and skip_stem:
+        raise error  # raised by the head block, or after the stem was stood in for
     if isinstance(getattr(obj, "cls_pred", None), nn.Module):
         return layers_of(obj.cls_pred)
     if error is not None and not (stem and raised_in_lines(error, init, *stem)) and "cls_pred" in captured:
-        return layers_of(captured["cls_pred"])
+        return layers_of(captured["cls_pred"])  # the head raised: grade the stem built before it
     raise error or GraderError("cls_pred was never built")
 
 
@@ -393,7 +398,7 @@ class FasterRCNNMatching(Check):
     def make_inputs(self, ref, gen):
         cases = {"config_a": forward_case(ref, gen, "a"), "config_b": forward_case(ref, gen, "b", "no_gt")}
         for inp in cases.values():
-            inp["parts"] = {k: inp["parts"][k] for k in ("roi_per_level",)}
+            inp["parts"] = {k: inp["parts"][k] for k in ("roi_per_level", "proposals")}
         return cases
 
     def run(self, ctx, case, inp):
@@ -441,7 +446,8 @@ class FasterRCNNLoss(Check):
                  "class_0_objects": forward_case(ref, gen, "a", "class0"),
                  "config_b": forward_case(ref, gen, "b", "no_gt")}
         for inp in cases.values():
-            inp["parts"] = {k: inp["parts"][k] for k in ("roi_feats", "roi_per_level", "matched", "pred_cls_logits")}
+            inp["parts"] = {k: inp["parts"][k] for k in ("roi_feats", "roi_per_level", "matched", "pred_cls_logits",
+                                                         "proposals")}
         return cases
 
     def run(self, ctx, case, inp):

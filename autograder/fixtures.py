@@ -29,7 +29,7 @@ REFERENCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
 PKG_DIR = Path(__file__).resolve().parent
 # The grader's modules that the reference outputs depend on.
 FIXTURE_SOURCES = ("checks.py", "check_base.py", "checks_common.py", "checks_boxes.py", "checks_rpn.py",
-                   "checks_faster_rcnn.py", "hooks.py", "fixtures.py")
+                   "checks_faster_rcnn.py", "oracles.py", "hooks.py", "fixtures.py")
 
 
 def _load_module(path: Path, name: str) -> types.ModuleType:

@@ -274,7 +274,9 @@ def transplant_file(text: str, file: str, reference_text: str, names: List[str])
             info["blocks"][kb.name] = {"status": "not found"}
             block_code[kb.name] = [(kb.indent + "pass", 0)]
             continue
-        code = reindent(fb.lines, fb.indent, kb.indent)
+        # The block's own indentation: that of its code (a comment may be anywhere).
+        base = min((indent_of(l) for l in fb.lines if is_code(l)), default=fb.indent)
+        code = reindent(fb.lines, base, kb.indent)
         entry = {"status": "not implemented" if fb.empty else "transplanted",
                  "lines": [fb.start + 1, fb.stop] if fb.stop > fb.start else []}
         error = block_syntax_error(fb.lines)

@@ -159,6 +159,18 @@ CASES = [
     dict(name="roi_align_raises", about="isolation: the RoI-Align block of FasterRCNN.forward raises",
          blocks={"faster_rcnn_roi_align": "roi_feats = torchvision.ops.roi_align(level_feats)\n"},
          expect={"faster_rcnn_roi_align": 0}),
+    dict(name="cls_stem_raises", about="isolation: the classifier stem raises, the head after it is right",
+         blocks={"faster_rcnn_cls_stem": "cls_pred.append(nn.Conv2d(backbone.out_channels))\n"},
+         expect={"faster_rcnn_cls_stem": 0}),
+    dict(name="cls_head_raises", about="the classifier head raises: its own error reaches its feedback, the "
+                                       "stem before it is still graded",
+         blocks={"faster_rcnn_cls_head": "cls_pred += [nn.Flatten(), nn.Linear(roi_size)]\n"},
+         hints={"faster_rcnn_cls_head": "TypeError"},
+         expect={"faster_rcnn_cls_head": 0}),
+    dict(name="frcnn_matching_raises", about="isolation: the matching loop of FasterRCNN.forward raises, the "
+                                             "loss after it is right",
+         blocks={"faster_rcnn_matching": "matched_gt_boxes.append(rcnn_match_anchors_to_gt(proposals_per_image))\n"},
+         expect={"faster_rcnn_matching": 0}),
     dict(name="rpn_stem_raises", about="isolation: the stem block raises, the heads after it are right",
          blocks={"rpn_pred_net_stem": "stem_rpn = [nn.Conv2d(in_channels)]\n"},
          expect={"rpn_pred_net_stem": 0}),
