@@ -240,7 +240,8 @@ def provided_lines(reference_text: str) -> Dict[Optional[str], List[Tuple[int, s
     return out
 
 
-def find_blocks(text: str, blocks: List[KitBlock], provided: Dict) -> Tuple[Dict[str, Optional[FoundBlock]], List[str]]:
+def find_blocks(text: str, blocks: List[KitBlock],
+                provided: Dict) -> Tuple[Dict[str, Optional[FoundBlock]], List[str]]:
     """
     Locate every kit block in a student's file.
 

@@ -7,8 +7,6 @@ TODO names `F.interpolate`, no mode); any order of exactly tied scores in
 NMS, as long as the result is what greedy NMS keeps for some order of the
 tied boxes (torchvision takes the lower index first).
 """
-from typing import List
-
 import torch
 from torch import nn
 
@@ -146,7 +144,8 @@ class FPNForward(Check):
         with torch.no_grad():
             for c_name, c_in in FixedTrunk.CHANNELS.items():
                 level = LEVEL_OF_C[c_name]
-                for conv, (weight, bias) in ((lateral[c_in], w[f"lateral{level}"]), (assigned[level], w[f"output{level}"])):
+                pairs = ((lateral[c_in], w[f"lateral{level}"]), (assigned[level], w[f"output{level}"]))
+                for conv, (weight, bias) in pairs:
                     if conv.weight.shape != weight.shape or (conv.bias is None) != (bias is None):
                         raise GraderError(f"FPN conv of level {level}: weight shape {tuple(conv.weight.shape)}"
                                           f" (bias: {conv.bias is not None}), expected {tuple(weight.shape)} "

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from . import oracles
-from .check_base import (STRIDES, Check, copy_params, init_problems, init_stats, kit_backbone, layers_of,
-                         module_spec, new_instance, rand_boxes, rand_c_feats, rand_gt, random_state,
-                         register, swap_class)
-from .compare import compare, describe, matches
+from .check_base import (STRIDES, Check, FastTrunkProvided, copy_params, init_problems, init_stats,
+                         kit_backbone, layers_of, module_spec, new_instance, rand_boxes, rand_c_feats,
+                         rand_gt, random_state, register, swap_class)
+from .compare import compare, matches
 from .hooks import (GraderError, IndexRecorder, LineHooks, StopRun, find_line, first_code_line,
                     raised_between, raised_in_lines, set_locals)
 
@@ -85,8 +85,6 @@ def frcnn_case(ref, gen, key, gt_kind="random"):
 
 
 def _random_fpn_state(ref, cfg, gen):
-    from .check_base import FastTrunkProvided
-
     with FastTrunkProvided(ref.common):
         torch.manual_seed(5)
         fpn = ref.common.DetectorBackboneWithFPN(cfg["fpn_channels"], pretrained=False)
@@ -325,7 +323,8 @@ def run_isolated(fwd, run, parts, with_matching=False):
             match_skip = matching_replacement(fwd, parts)
             if roi_skip not in skips and raised_between(error, fwd, roi_skip[0], roi_skip[1]):
                 skips.append(roi_skip)
-            elif with_matching and match_skip not in skips and raised_between(error, fwd, match_skip[0], match_skip[1]):
+            elif with_matching and match_skip not in skips and \
+                    raised_between(error, fwd, match_skip[0], match_skip[1]):
                 skips.append(match_skip)
             else:
                 raise

@@ -42,16 +42,15 @@ def pred_net_ref(ref, gen, cfg):
     return net
 
 
-def pred_net_case(ref, gen, key, with_params=True):
+def pred_net_case(ref, gen, key):
+    """A configuration of the prediction network and its reference weights."""
     cfg = PRED_NET[key]
     net = pred_net_ref(ref, gen, cfg)
-    out = {"config": dict(cfg)}
-    if with_params:
-        out["stem"] = [p.detach().clone() for p in net.stem_rpn.parameters()]
-        out["obj"] = [p.detach().clone() for p in net.pred_obj.parameters()]
-        out["box"] = [p.detach().clone() for p in net.pred_box.parameters()]
-        out["state"] = {k: v.clone() for k, v in net.state_dict().items()}
-    return out
+    return {"config": dict(cfg),
+            "stem": [p.detach().clone() for p in net.stem_rpn.parameters()],
+            "obj": [p.detach().clone() for p in net.pred_obj.parameters()],
+            "box": [p.detach().clone() for p in net.pred_box.parameters()],
+            "state": {k: v.clone() for k, v in net.state_dict().items()}}
 
 
 @register
@@ -447,7 +446,8 @@ class RPNForwardLoss(Check):
 
     def make_inputs(self, ref, gen):
         return {"batch": rpn_case(ref, gen, "a"), "no_gt_in_second_image": rpn_case(ref, gen, "a", "no_gt_second"),
-                "class_0_objects": rpn_case(ref, gen, "a", "class0"), "config_b": rpn_case(ref, gen, "b", "with_empty")}
+                "class_0_objects": rpn_case(ref, gen, "a", "class0"),
+                "config_b": rpn_case(ref, gen, "b", "with_empty")}
 
     def run(self, ctx, case, inp):
         recorder = IndexRecorder()

@@ -23,6 +23,10 @@ from pathlib import Path
 
 import torch
 
+# Imported here, in the sandbox worker, before it forks: a child switched to
+# another uid may not be able to read the package's files any more.
+from . import transplant
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = Path(os.environ.get("AUTOGRADER_FIXTURES", Path(__file__).resolve().parent / "fixtures"))
 REFERENCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
@@ -81,10 +85,8 @@ class Ctx:
         self.notes = []
         self.device = "cpu"
         # What was transplanted into the prepared files (block ranges, ...).
-        from .transplant import read_info
-
         folder = getattr(load_common, "sub_dir", None)
-        self.info = read_info(folder) if folder else {}
+        self.info = transplant.read_info(folder) if folder else {}
 
     @property
     def common(self):
@@ -224,12 +226,10 @@ def sanitize(value, depth: int = 0, budget=None):
 
 def _line_maps(student_dir):
     """{prepared file path: [the student's line of every prepared line]}."""
-    from .transplant import read_info
-
     if not student_dir:
         return {}
     return {os.path.join(str(student_dir), name): info.get("lines") or []
-            for name, info in read_info(student_dir).items()}
+            for name, info in transplant.read_info(student_dir).items()}
 
 
 def format_error(error: BaseException, student_dir: str = None) -> str:

@@ -149,9 +149,9 @@ def score_check(name: str, reply: dict, expected: dict) -> dict:
             result["feedback"] = f"{name}: unreadable outputs ({type(error).__name__})"
         lines, passed, accepted = [], 0, []
         notes = outputs.get("__notes__", {}).get("value") if isinstance(outputs.get("__notes__"), dict) else None
-        stood_in = outputs.get("__stood_in__", {}).get("value") if isinstance(outputs.get("__stood_in__"), dict) else None
-        if isinstance(stood_in, list):
-            result["stood_in"] = stood_in
+        stood_in = outputs.get("__stood_in__")
+        if isinstance(stood_in, dict) and isinstance(stood_in.get("value"), list):
+            result["stood_in"] = stood_in["value"]  # failed top-level statements (transplant.py)
         for index, (case, exp) in enumerate(expected.items()):
             ok, msg, note = verdict(check, case, outputs.get(case), exp,
                                     lambda case=case: _inputs_for(name, case), others_passed=passed == index)

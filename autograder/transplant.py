@@ -33,8 +33,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .blocks import (FoundBlock, KitBlock, find_blocks, indent_of, is_code, kit_blocks,
-                     provided_lines, split_lines)
+from .blocks import FoundBlock, find_blocks, indent_of, is_code, kit_blocks, provided_lines, split_lines
 
 INFO_FILE = ".transplant.json"
 
@@ -384,7 +383,8 @@ def _assemble(reference_text, kbs, block_code, carried, methods, future, student
     for m in methods:
         methods_after.setdefault(class_end[m["cls"]], []).append(m)
     docstring_end = -1
-    if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(getattr(tree.body[0], "value", None), ast.Constant):
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
         docstring_end = tree.body[0].end_lineno - 1
     begins = {kb.region[0]: kb for kb in kbs}
 
@@ -559,12 +559,14 @@ def describe(sub: dict) -> List[str]:
         else:
             n = sum(counts.values())
             done = [f"{counts[k]} {k}" for k in ("not implemented", "syntax error", "not found") if counts.get(k)]
-            parts.append(f"{n} TODO blocks graded in the kit's provided code" + (f" ({', '.join(done)})" if done else ""))
+            parts.append(f"{n} TODO blocks graded in the kit's provided code"
+                         + (f" ({', '.join(done)})" if done else ""))
         if info.get("differences"):
             parts.append(f"provided code differs from the kit's in {len(info['differences'])} place(s), "
                          "which costs nothing")
         if info.get("carried"):
-            parts.append("carried over: " + ", ".join(info["carried"][:8]) + (" ..." if len(info["carried"]) > 8 else ""))
+            more = " ..." if len(info["carried"]) > 8 else ""
+            parts.append("carried over: " + ", ".join(info["carried"][:8]) + more)
         for s in file_stood[:5]:
             parts.append(f"stood in: line {s.get('line')} `{s.get('statement')}` ({s.get('error')})")
         for n in info.get("notes", [])[:3]:

@@ -275,7 +275,8 @@ def test_reference_faster_rcnn_against_oracles(reference_io):
         if case.startswith("structure"):
             roi_h, roi_w = cfg["roi_size"]
             assert expected["faster_rcnn_cls_head"][case] == [
-                ["Flatten", 1, -1], ["Linear", cfg["stem_channels"][-1] * roi_h * roi_w, cfg["num_classes"] + 1, True]]
+                ["Flatten", 1, -1],
+                ["Linear", cfg["stem_channels"][-1] * roi_h * roi_w, cfg["num_classes"] + 1, True]]
         else:
             close(expected["faster_rcnn_cls_head"][case], F.linear(inp["x"].flatten(1), *inp["params"]))
     stem = inputs["faster_rcnn_cls_stem"]["output"]

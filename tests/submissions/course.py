@@ -466,6 +466,19 @@ CASES = [
              """},
          hints={"fpn_forward": "applied before merging"},
          expect={"fpn_forward": 0}),
+    dict(name="course_fpn_missing_output_convs", about="FPN without the three 3x3 output convs",
+         blocks={"fpn_init": """
+             for name, shape in dummy_out_shapes:
+                 self.fpn_params["l" + name[1]] = nn.Conv2d(shape[1], out_channels, kernel_size=1)
+             """,
+                 "fpn_forward": """
+             m5 = self.fpn_params["l5"](backbone_feats["c5"])
+             m4 = self.fpn_params["l4"](backbone_feats["c4"]) + F.interpolate(m5, scale_factor=2)
+             m3 = self.fpn_params["l3"](backbone_feats["c3"]) + F.interpolate(m4, scale_factor=2)
+             fpn_feats = {"p3": m3, "p4": m4, "p5": m5}
+             """},
+         hints={"fpn_init": "add THREE 3x3 output convs", "fpn_forward": "three 3x3 output convs"},
+         expect={"fpn_init": 0, "fpn_forward": 0}),
     dict(name="course_coords_column_major", about="location co-ordinates in column-major order",
          blocks={"fpn_location_coords": """
              H, W = feat_shape[2], feat_shape[3]
