@@ -12,9 +12,11 @@ channels, stem widths, `num_classes`, `batch_size_per_image`, `roi_size`,
 batch sizes, a non-square image), GT boxes of class 0 and an image without
 GT.
 
-Accepted variants: a loss that samples with its own code instead of
-`sample_rpn_training` is graded on the proposals it actually drew, if those
-meet `sample_rpn_training`'s contract (25 % foreground).
+Accepted variants: RoI-Align with any `sampling_ratio` of 0, 1, 2 or 4 (the
+TODO leaves it open; torchvision's `MultiScaleRoIAlign` uses 2); a loss that
+samples with its own code instead of `sample_rpn_training` is graded on the
+proposals it actually drew, if those meet `sample_rpn_training`'s contract
+(25 % foreground).
 """
 import copy
 
@@ -366,6 +368,16 @@ class FasterRCNNRoIAlign(Check):
         except StopRun:
             pass
         return captured
+
+    def accepts(self, case, got, exp, inp):
+        if not isinstance(got, list) or len(got) != 3:
+            return None
+        feats, props = inp["oracle"]["feats"], inp["oracle"]["proposals"]
+        for ratio in (0, 1, 2, 4):  # the TODO leaves sampling_ratio open (torchvision's MultiScaleRoIAlign: 2)
+            alt = oracles.roi_features(feats, props, STRIDES, tuple(inp["config"]["roi_size"]), sampling_ratio=ratio)
+            if matches(got, [alt[k] for k in ("p3", "p4", "p5")]):
+                return f"sampling_ratio={ratio}"
+        return None
 
     def hints(self, case, got, exp, inp):
         if not isinstance(got, list) or len(got) != 3:

@@ -237,12 +237,13 @@ def rpn_losses(logits, deltas, anchor_boxes, matched, sample, total_batch_size, 
 
 # ------------------------------------------------------------- Faster R-CNN
 def roi_features(feats: Dict[str, torch.Tensor], props: Dict[str, List[torch.Tensor]], strides,
-                 roi_size, spatial_scale=None, aligned=True) -> Dict[str, torch.Tensor]:
+                 roi_size, spatial_scale=None, aligned=True, sampling_ratio=-1) -> Dict[str, torch.Tensor]:
+    """RoI-Align of every level's proposals on that level's features."""
     from torchvision.ops import roi_align
 
     return {k: roi_align(feats[k], props[k], tuple(roi_size),
                          spatial_scale=(1.0 / strides[k]) if spatial_scale is None else spatial_scale[k],
-                         aligned=aligned) for k in feats}
+                         sampling_ratio=sampling_ratio, aligned=aligned) for k in feats}
 
 
 def cls_loss(logits, matched, sample):

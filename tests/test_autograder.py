@@ -286,6 +286,9 @@ def test_reference_faster_rcnn_against_oracles(reference_io):
         o = inp["oracle"]
         want = oracles.roi_features(o["feats"], o["proposals"], STRIDES, inp["config"]["roi_size"])
         close(expected["faster_rcnn_roi_align"][case], [want[k] for k in ("p3", "p4", "p5")])
+        # The accepted sampling_ratio=2 differs from torchvision's default (adaptive) here.
+        alt = oracles.roi_features(o["feats"], o["proposals"], STRIDES, inp["config"]["roi_size"], sampling_ratio=2)
+        assert not matches(expected["faster_rcnn_roi_align"][case], [alt[k] for k in ("p3", "p4", "p5")])
     for case, inp in inputs["faster_rcnn_matching"].items():
         props = inp["parts"]["proposals"]
         want = [oracles.match(torch.cat([props[k][i] for k in props]), g, (0.5, 0.5)) for i, g in enumerate(inp["gt"])]
@@ -440,6 +443,7 @@ def test_feedback_names_the_likely_mistake(batch):
     assert "accepted: upsampling by bilinear" in feedback("course_bilinear_fpn", "fpn_forward")
     assert "accepted: your own sampling" in feedback("course_own_sampler", "rpn_forward_loss")
     assert "accepted: another order of exactly tied scores" in feedback("course_nms_ties_unstable", "nms")
+    assert "accepted: sampling_ratio=2" in feedback("course_roi_align_sampling_ratio", "faster_rcnn_roi_align")
 
 
 def test_report_says_what_was_transplanted(batch):

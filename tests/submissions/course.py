@@ -354,6 +354,11 @@ CASES = [
          blocks={"rpn_predict_proposals": STUDENT["rpn_predict_proposals"].replace(
              "W, H = image_size", "W, H = image_size[0] - 1, image_size[1] - 1")},
          expect={}),
+    dict(name="course_roi_align_sampling_ratio", about="RoI-Align with sampling_ratio=2, as torchvision's "
+                                                       "MultiScaleRoIAlign",
+         blocks={"faster_rcnn_roi_align": STUDENT["faster_rcnn_roi_align"].replace(
+             "aligned=True", "sampling_ratio=2, aligned=True")},
+         expect={}),
     dict(name="course_own_sampler", about="both losses sample with their own torch.randperm",
          blocks={"rpn_forward_loss": """
              labels = matched_gt_boxes[:, 4]
