@@ -221,3 +221,13 @@ def test_report_lines_and_unfinished_todo():
                                "lines 10-12) still holds the released `pass`")
     assert transplant.describe({"transplant": {TSD: {"starter": "kit", "blocks": {}, "carried": [],
                                                      "notes": [], "differences": []}}}) == []
+
+
+def test_a_file_that_cannot_be_transplanted_is_graded_as_it_is(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(transplant, "transplant_file", broken)
+    texts, infos = transplant.transplant_files({TSD: b"x = 1\n"}, ROOT, BLOCKS)
+    assert texts[TSD] == "x = 1\n" and infos[TSD]["whole_file"]
+    assert "graded as it is" in infos[TSD]["notes"][0]
