@@ -200,7 +200,7 @@ class IndexRecorder:
             if len(index) != len(tensor):
                 return
             index = index.nonzero().squeeze(1)
-        elif index.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        elif index.dtype in (torch.int64, torch.int32, torch.int16, torch.int8):
             index = index.long()
             index = torch.where(index < 0, index + len(tensor), index)
         else:
