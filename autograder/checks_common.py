@@ -106,6 +106,7 @@ class FPNForward(Check):
                                              torch.randn(ch, generator=gen)]
             cases[f"config_{key}"] = {"weights": weights, "out_channels": ch,
                                       "c_feats": rand_c_feats(gen, cfg["batch"], cfg["height"], cfg["width"])}
+        cases[DEVICE_CASE] = dict(cases["config_a"])
         return cases
 
     def run(self, ctx, case, inp):
@@ -152,15 +153,21 @@ class FPNForward(Check):
                                           "with a bias")
                     conv.weight.copy_(weight)
                     conv.bias.copy_(bias)
-            return obj(images)
+            obj.to(ctx.device)
+            obj.backbone = FixedTrunk(ctx.move(c_feats))
+            return obj(images.to(ctx.device))
 
     def accepts(self, case, got, exp, inp):
+        if case == DEVICE_CASE:
+            return None
         for mode in ("bilinear", "bilinear_aligned"):
             if matches(got, oracles.fpn(inp["c_feats"], inp["weights"], mode=mode)):
                 return f"upsampling by {mode.replace('_aligned', ' (align_corners=True)')} interpolation"
         return None
 
     def hints(self, case, got, exp, inp):
+        if case == DEVICE_CASE:
+            return []
         mistakes = {
             "upsample_output": "the top-down path upsamples the output of the 3x3 conv; upsample the "
                                "merged map (lateral + upsampled coarser merged map), then apply the 3x3 conv",

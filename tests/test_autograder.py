@@ -203,7 +203,8 @@ def test_reference_fpn_and_coords_against_oracles(reference_io):
     coords = expected["fpn_location_coords"]["nonsquare"]["p5"]
     assert coords.tolist() == [[16, 16], [48, 16], [80, 16], [16, 48], [48, 48], [80, 48]]
     for case, inp in inputs["fpn_forward"].items():
-        close(expected["fpn_forward"][case], oracles.fpn(inp["c_feats"], inp["weights"]))
+        if case != DEVICE_CASE:
+            close(expected["fpn_forward"][case], oracles.fpn(inp["c_feats"], inp["weights"]))
     for case, inp in inputs["fpn_init"].items():
         c = inp["out_channels"]
         want = [["Conv2d", c_in, c, [1, 1], [1, 1], [0, 0], True] for c_in in (64, 160, 400)]

@@ -418,6 +418,8 @@ CASES = [
          expect={"faster_rcnn_cls_head": 1 / 2, "faster_rcnn_roi_align": 1 / 2}),
     dict(name="course_cpu_tensors", about="coordinates, anchors and IoU built on the CPU whatever the input device",
          blocks={"fpn_location_coords": STUDENT["fpn_location_coords"].replace(", device=device", ""),
+                 "fpn_forward": STUDENT["fpn_forward"].replace(
+                     "m5 = l5", "m5 = l5 + torch.zeros(l5.shape)  # on the CPU"),
                  "rpn_forward_anchors": STUDENT["rpn_forward_anchors"].replace(
                      ", device=feats_per_fpn_level[\"p3\"].device", ""),
                  "generate_fpn_anchors": """
@@ -440,8 +442,10 @@ CASES = [
                      iou += inter / (area1[:, None] + area2 - inter)
                      """},
          hints={"fpn_location_coords": "meta device", "generate_fpn_anchors": "meta device",
+                "fpn_forward": "meta device",
                 "iou": "meta device", "rpn_forward_anchors": "meta device"},
-         expect={"fpn_location_coords": 3 / 4, "rpn_forward_anchors": 2 / 3, "generate_fpn_anchors": 3 / 4,
+         expect={"fpn_location_coords": 3 / 4, "fpn_forward": 2 / 3, "rpn_forward_anchors": 2 / 3,
+                 "generate_fpn_anchors": 3 / 4,
                  "iou": 3 / 4}),
     # ------------------------------------------------------ named mistakes
     dict(name="course_fpn_upsamples_output", about="FPN upsamples the 3x3 output instead of the merged map",
