@@ -23,10 +23,17 @@ from pathlib import Path
 
 import torch
 
+# Imported here, in the sandbox worker, before it forks: a child switched to
+# another uid may not be able to read the package's files any more.
+from . import transplant
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = Path(os.environ.get("AUTOGRADER_FIXTURES", Path(__file__).resolve().parent / "fixtures"))
 REFERENCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
 PKG_DIR = Path(__file__).resolve().parent
+# The grader's modules that the reference outputs depend on.
+FIXTURE_SOURCES = ("checks.py", "check_base.py", "checks_common.py", "checks_boxes.py", "checks_rpn.py",
+                   "checks_faster_rcnn.py", "oracles.py", "hooks.py", "fixtures.py")
 
 
 def _load_module(path: Path, name: str) -> types.ModuleType:
@@ -76,6 +83,10 @@ class Ctx:
         self._errors = {}
         self.keep = keep
         self.notes = []
+        self.device = "cpu"
+        # What was transplanted into the prepared files (block ranges, ...).
+        folder = getattr(load_common, "sub_dir", None)
+        self.info = transplant.read_info(folder) if folder else {}
 
     @property
     def common(self):
@@ -111,6 +122,35 @@ class Ctx:
         return self._tsd
 
 
+    def stood_in(self) -> list:
+        """Top-level statements of the student's files that failed at import
+        and were replaced by stand-ins (see transplant.py)."""
+        out = []
+        for module, file in ((self._common, "common.py"), (self._tsd, "two_stage_detector.py")):
+            for entry in list(getattr(module, "_KIT_STOOD_IN", None) or [])[:20]:
+                if isinstance(entry, dict):
+                    out.append({"file": file, **{k: str(v)[:300] for k, v in entry.items() if k != "names"}})
+        return out
+
+    def block_range(self, check_name: str):
+        """[first, last] lines (1-based) of a TODO block in the prepared
+        file, or None (a file graded as it is)."""
+        from .check_base import CHECKS
+
+        info = self.info.get(CHECKS[check_name].file, {})
+        return (info.get("ranges") or {}).get(check_name)
+
+    def move(self, value, skip=()):
+        """`value` on this case's device (dict entries in `skip` stay)."""
+        from .check_base import to_device
+
+        if self.device == "cpu":
+            return value
+        if isinstance(value, dict):
+            return {k: (v if k in skip else to_device(v, self.device)) for k, v in value.items()}
+        return to_device(value, self.device)
+
+
 def student_loaders(sub_dir: str, ref):
     """Import the submission's modules by their own names (in a child)."""
     import importlib
@@ -123,6 +163,7 @@ def student_loaders(sub_dir: str, ref):
             sys.modules["common"] = ref.common
         return importlib.import_module("two_stage_detector")
 
+    load_common.sub_dir = sub_dir
     return load_common, load_tsd
 
 
@@ -183,8 +224,17 @@ def sanitize(value, depth: int = 0, budget=None):
     return f"<{type(value).__name__} object>"
 
 
+def _line_maps(student_dir):
+    """{prepared file path: [the student's line of every prepared line]}."""
+    if not student_dir:
+        return {}
+    return {os.path.join(str(student_dir), name): info.get("lines") or []
+            for name, info in transplant.read_info(student_dir).items()}
+
+
 def format_error(error: BaseException, student_dir: str = None) -> str:
-    """One-paragraph description of an exception raised by student code."""
+    """One-paragraph description of an exception raised by student code,
+    with the student's own file names and line numbers."""
     from .hooks import GraderError
 
     if isinstance(error, GraderError):
@@ -193,28 +243,55 @@ def format_error(error: BaseException, student_dir: str = None) -> str:
         head = f"your code called sys.exit({error.code!r})"
     else:
         head = f"{type(error).__name__}: {str(error)[:800]}"
+    if isinstance(error, SyntaxError) and str(error).startswith("your TODO block does not compile"):
+        return head[:1500]  # the stand-in of a block that does not compile
     lines = []
     if isinstance(error, SyntaxError) and error.filename:
         lines.append(f"{os.path.basename(error.filename)}, line {error.lineno}: {(error.text or '').strip()}")
     frames = traceback.extract_tb(error.__traceback__)
     if student_dir:
         frames = [f for f in frames if f.filename.startswith(str(student_dir))]
+    maps = _line_maps(student_dir)
+    frames = [f for f in frames if not f.name.startswith("_kit")]  # the grader's stand-ins
     for f in frames[-3:]:
-        lines.append(f"{os.path.basename(f.filename)}, line {f.lineno}, in {f.name}: {(f.line or '').strip()}")
+        where = f"line {f.lineno}"
+        line_map = maps.get(f.filename)
+        if line_map and f.lineno and f.lineno <= len(line_map):
+            mine = line_map[f.lineno - 1]
+            where = f"line {mine}" if mine else "the kit's provided code"
+        lines.append(f"{os.path.basename(f.filename)}, {where}, in {f.name}: {(f.line or '').strip()}")
     return (head + ("\n  " + "\n  ".join(lines) if lines else ""))[:1500]
 
 
 def run_cases(check, ctx, inputs, student_dir=None) -> dict:
-    """Run every case of `check`; an exception costs only its case."""
+    """Run every case of `check`; an exception costs only its case. The
+    device case runs on the meta device and keeps only devices and shapes."""
+    from .check_base import DEVICE_CASE, UNCHECKED, device_summary, is_device_error
+    from .hooks import GraderError
+
     results = {}
     for case, inp in inputs.items():
+        ctx.device = "meta" if case == DEVICE_CASE else "cpu"
         try:
             value = check.run(ctx, case, inp)
+            if case == DEVICE_CASE:
+                value = device_summary(value)
             results[case] = {"ok": True, "value": sanitize(value)}
         except BaseException as error:  # noqa: BLE001 - sys.exit, StopRun, ...
-            results[case] = {"ok": False, "error": format_error(error, student_dir)}
+            text = format_error(error, student_dir)
+            if (case == DEVICE_CASE and isinstance(error, Exception) and not isinstance(error, GraderError)
+                    and not is_device_error(text)):
+                # Code that reads tensor values cannot run on meta: not scored.
+                results[case] = {"ok": True, "value": {UNCHECKED: text}}
+            else:
+                results[case] = {"ok": False, "error": text}
+        finally:
+            ctx.device = "cpu"
     if ctx.notes:
         results["__notes__"] = {"ok": True, "value": list(ctx.notes)}
+    stood_in = ctx.stood_in()
+    if stood_in:
+        results["__stood_in__"] = {"ok": True, "value": stood_in}
     return results
 
 
@@ -222,7 +299,7 @@ def _source_hash(root: Path) -> str:
     h = hashlib.sha256()
     for name in REFERENCE_FILES:
         h.update((root / name).read_bytes())
-    for name in ("checks.py", "hooks.py", "fixtures.py"):
+    for name in FIXTURE_SOURCES:
         h.update((PKG_DIR / name).read_bytes())
     h.update(torch.__version__.encode())
     return h.hexdigest()
@@ -257,6 +334,8 @@ def generate(out_dir: Path = None, root: Path = ROOT, verbose: bool = False) -> 
             ctx = Ctx(ref, load_common, load_tsd, keep=check.keep)
             results = run_cases(check, ctx, copy.deepcopy(inputs[name]))
             bad = {c: r["error"] for c, r in results.items() if not r["ok"]}
+            bad.update({c: r["value"]["__unchecked__"] for c, r in results.items()
+                        if r["ok"] and isinstance(r["value"], dict) and "__unchecked__" in r["value"]})
             if bad:
                 raise RuntimeError(f"the reference solution fails check {name!r}: {bad}")
             expected[name] = {c: r["value"] for c, r in results.items() if c != "__notes__"}

@@ -19,9 +19,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from . import fixtures
-from .checks import CHECKS, CHECK_NAMES
-from .compare import describe
+from . import fixtures, transplant
+from .check_base import verdict
+from .checks import BLOCKS, CHECKS, CHECK_NAMES
 from .manifest import GRADED_FILES, GRADING_RUNTIME_FILES
 from .submission import read_graded_files
 
@@ -37,18 +37,22 @@ def prepare(submission: Path, dest: Path) -> Dict[str, str]:
     """
     Write the graded files of a submission (folder or .zip, files anywhere
     inside; see `submission.read_graded_files`) into `dest`, plus the
-    provided files they import. Missing files become the released (empty)
-    version so the other file still imports. Returns {file name: problem}
-    for missing or unusable files.
+    provided files they import. Each graded file is the kit's own file with
+    the student's TODO blocks and additions transplanted in (`transplant.py`;
+    what was done goes to `dest/.transplant.json`). Missing files become the
+    released (empty) version so the other file still imports. Returns {file
+    name: problem} for missing or unusable files.
     """
     files, problems = read_graded_files(submission)
     dest.mkdir(parents=True, exist_ok=True)
     ref_dir = fixtures.FIXTURE_DIR / "reference"
     from .release import strip_solutions
 
+    texts, infos = transplant.transplant_files(files, ref_dir, BLOCKS)
+    transplant.write_info(dest, infos)
     for name in GRADED:
-        if name in files:
-            (dest / name).write_bytes(files[name])
+        if name in texts:
+            (dest / name).write_text(texts[name])
         else:
             problems.setdefault(name, f"{name} is missing from the submission")
             (dest / name).write_text(strip_solutions((ref_dir / name).read_text(), name))
@@ -143,29 +147,20 @@ def score_check(name: str, reply: dict, expected: dict) -> dict:
         except Exception as error:  # noqa: BLE001
             outputs = {}
             result["feedback"] = f"{name}: unreadable outputs ({type(error).__name__})"
-        lines, passed = [], 0
+        lines, passed, accepted = [], 0, []
         notes = outputs.get("__notes__", {}).get("value") if isinstance(outputs.get("__notes__"), dict) else None
-        for case, exp in expected.items():
-            got = outputs.get(case)
-            if not isinstance(got, dict) or "ok" not in got:
-                msg = "no output"
-            elif not got["ok"]:
-                msg = str(got.get("error", "error"))
-            else:
-                try:
-                    problems = check.problems(case, got.get("value"), exp, None)
-                except Exception as error:  # noqa: BLE001 - odd outputs
-                    problems = [f"cannot compare: {type(error).__name__}: {error}; got {describe(got.get('value'))}"]
-                if not problems:
-                    passed += 1
-                    result["cases"][case] = "ok"
-                    continue
-                hints = []
-                try:
-                    hints = check.hints(case, got.get("value"), exp, _inputs_for(name, case))
-                except Exception:  # noqa: BLE001
-                    pass
-                msg = "; ".join(problems[:3]) + "".join(f"\n    likely mistake: {h}" for h in hints)
+        stood_in = outputs.get("__stood_in__")
+        if isinstance(stood_in, dict) and isinstance(stood_in.get("value"), list):
+            result["stood_in"] = stood_in["value"]  # failed top-level statements (transplant.py)
+        for index, (case, exp) in enumerate(expected.items()):
+            ok, msg, note = verdict(check, case, outputs.get(case), exp,
+                                    lambda case=case: _inputs_for(name, case), others_passed=passed == index)
+            if ok:
+                passed += 1
+                result["cases"][case] = "ok" + (f" ({note})" if note else "")
+                if note:
+                    accepted.append(f"case {case!r}: {note}")
+                continue
             result["cases"][case] = msg
             lines.append(f"case {case!r}: {msg}")
         n = len(expected)
@@ -173,7 +168,10 @@ def score_check(name: str, reply: dict, expected: dict) -> dict:
         result["status"] = "passed" if passed == n else ("partial" if passed else "failed")
         if notes:
             lines += [f"note: {note}" for note in notes]
-        result["feedback"] = result["feedback"] or ("\n".join(lines) if lines else "all cases match the reference")
+        if not lines:
+            lines = ["all cases pass" if accepted else "all cases match the reference"]
+        lines += [f"note: {a}" for a in accepted]
+        result["feedback"] = result["feedback"] or "\n".join(lines)
     if printed.strip():
         more = "..." if len(printed) > 2000 else ""
         result["feedback"] += f"\nyour code printed:\n{printed[:2000]}{more}"
@@ -204,6 +202,7 @@ class Report:
 
     def __init__(self, json_path=None, jsonl_path=None, on_check=None):
         self.subs: Dict[str, dict] = {}
+        self.infos: Dict[str, dict] = {}
         self.order: List[str] = []
         self.json_path, self.jsonl_path, self.on_check = json_path, jsonl_path, on_check
 
@@ -212,8 +211,18 @@ class Report:
                           "max_score": sum(c.points for c in CHECKS.values()), "checks": {}}
         self.order.append(key)
 
+    def set_transplant(self, key, infos: dict):
+        """What was transplanted into the submission's prepared files."""
+        self.infos[key] = infos
+        self.subs[key]["transplant"] = transplant.summary(infos)
+        self.subs[key]["stood_in"] = []
+
     def add(self, key, result):
         sub = self.subs[key]
+        result = transplant.annotate_result(result, self.infos.get(key, {}))
+        for entry in result.pop("stood_in", None) or []:
+            if entry not in sub.setdefault("stood_in", []):
+                sub["stood_in"].append(entry)
         sub["checks"][result["name"]] = result
         sub["score"] = round(sum(r["score"] for r in sub["checks"].values()), 3)
         if self.jsonl_path:
@@ -242,10 +251,11 @@ class Report:
     def write_csv(self, path):
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["submission", "score", "max_score"] + CHECK_NAMES)
+            w.writerow(["submission", "score", "max_score"] + CHECK_NAMES + ["transplant"])
             for sub in self.as_list():
                 by = {c["name"]: c["score"] for c in sub["checks"]}
-                w.writerow([sub["submission"], sub["score"], sub["max_score"]] + [by.get(n, "") for n in CHECK_NAMES])
+                w.writerow([sub["submission"], sub["score"], sub["max_score"]] + [by.get(n, "") for n in CHECK_NAMES]
+                           + ["; ".join(transplant.describe(sub))])
 
 
 def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int = 2048,
@@ -282,6 +292,7 @@ def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int =
                 problems = prepare(sub, dest)
             except Exception as error:  # noqa: BLE001
                 problems = {f: f"cannot read the submission: {error}" for f in GRADED}
+            report.set_transplant(key, transplant.read_info(dest))
             for name in names:
                 file = check_file(name)
                 if file in problems:
@@ -351,6 +362,7 @@ def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir
 # ---------------------------------------------------------------- output
 def format_table(sub: dict, width: int = 150) -> str:
     lines = [f"== {sub['submission']}: {sub['score']:g} / {sub['max_score']:g}"]
+    lines += [f"   {line}" for line in transplant.describe(sub)]
     lines.append(f"{'check':32} {'file':22} {'score':>9}  status")
     for c in sub["checks"]:
         first = c["feedback"].splitlines()[0] if c["feedback"] and c["status"] != "passed" else ""

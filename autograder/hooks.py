@@ -147,3 +147,101 @@ def isolate(student_tsd: types.ModuleType, student_common, ref_tsd, ref_common, 
         for name in COMMON_FUNCTIONS:
             if name not in keep and hasattr(ref_common, name):
                 setattr(student_tsd.common, name, getattr(ref_common, name))
+
+
+def raised_in_lines(error: BaseException, fn, first: int, last: int) -> bool:
+    """Did `error` come out of lines `first..last` (inclusive) of `fn`?"""
+    return raised_between(error, fn, first - 1, last + 1)
+
+
+def first_code_line(fn, first: int, last: int):
+    """The first line of `fn` in `first..last` that holds code (not a comment
+    or a blank line), or None."""
+    fn = inspect.unwrap(fn)
+    lines, start = inspect.getsourcelines(fn)
+    for offset, line in enumerate(lines):
+        lineno = start + offset
+        s = line.strip()
+        if first <= lineno <= last and s and not s.startswith("#"):
+            return lineno
+    return None
+
+
+class IndexRecorder:
+    """
+    While active, record the indices with which the watched tensors (by
+    storage) are indexed along their first dimension: `x[idx]`, `x[mask]`,
+    `x.index_select(0, idx)`. Grading a loss on the anchors the student's own
+    sampler drew needs them.
+    """
+
+    def __init__(self):
+        self.watched = set()
+        self.indices = []
+        self.repeated = False
+        self._mode = None
+
+    def watch(self, *tensors):
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                self.watched.add(t.untyped_storage().data_ptr())
+
+    def _record(self, tensor, index):
+        if isinstance(index, tuple):
+            index = index[0] if index else None
+        if isinstance(index, list):
+            try:
+                index = torch.as_tensor(index)
+            except (TypeError, ValueError):
+                return
+        if not isinstance(index, torch.Tensor) or index.dim() != 1:
+            return
+        if index.dtype == torch.bool:
+            if len(index) != len(tensor):
+                return
+            index = index.nonzero().squeeze(1)
+        elif index.dtype in (torch.int64, torch.int32, torch.int16, torch.int8):
+            index = index.long()
+            index = torch.where(index < 0, index + len(tensor), index)
+        else:
+            return
+        if index.numel() and index.unique().numel() != index.numel():
+            self.repeated = True
+        self.indices.append(index.detach().cpu())
+
+    def sampled(self):
+        """Sorted union of the recorded indices, or None."""
+        if not self.indices:
+            return None
+        return torch.cat(self.indices).unique()
+
+    def __enter__(self):
+        from torch.overrides import TorchFunctionMode
+
+        recorder = self
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                try:
+                    if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1 and \
+                            args[0].device.type != "meta" and \
+                            args[0].untyped_storage().data_ptr() in recorder.watched:
+                        if func is torch.Tensor.__getitem__ and len(args) > 1:
+                            recorder._record(args[0], args[1])
+                        elif func in (torch.Tensor.index_select, torch.index_select):
+                            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+                            index = args[2] if len(args) > 2 else kwargs.get("index")
+                            if dim == 0:
+                                recorder._record(args[0], index)
+                except Exception:  # noqa: BLE001 - recording never breaks the student's code
+                    pass
+                return func(*args, **kwargs)
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._mode.__exit__(*exc)
+        return False

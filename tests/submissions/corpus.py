@@ -6,8 +6,10 @@ hands it in) and changes a few TODO blocks (`blocks`: check name -> code that
 replaces that TODO's block, written at indentation 0) or whole files
 (`prepend`: file -> code put at the top). `expect` gives the expected score
 of every check that does not get full marks; all other checks must get full
-marks. `expect` values are fractions of the check's points. Built by
-`build()` into a folder per case.
+marks. `expect` values are fractions of the check's points. `hints`: check
+-> text its feedback must contain; `stood_in`: statements the report must
+list as stood in; `report`: text the report's summary lines must contain.
+Built by `build()` into a folder per case.
 """
 import re
 import textwrap
@@ -40,15 +42,22 @@ iou = inter / (area1[:, None] + area2[None, :] - inter)
 
 CASES = [
     # ------------------------------------------------------------ crashes
-    dict(name="syntax_error_tsd", about="syntax error in two_stage_detector.py",
+    dict(name="syntax_error_tsd", about="a TODO block of two_stage_detector.py does not compile: only its check fails",
          blocks={"iou": "iou = (boxes1 +\n"},
-         expect={n: 0 for n in TSD}),
-    dict(name="syntax_error_common", about="syntax error in common.py: only its checks fail",
+         hints={"iou": "does not compile"},
+         expect={"iou": 0}),
+    dict(name="syntax_error_common", about="a TODO block of common.py does not compile: only its check fails",
          blocks={"nms": "keep = [[\n"},
-         expect={n: 0 for n in COMMON}),
-    dict(name="import_error", about="imports a module that does not exist",
+         expect={"nms": 0}),
+    dict(name="syntax_error_outside_blocks", about="a syntax error outside the TODO blocks: the blocks are "
+                                                   "still graded, the report says what was not carried over",
+         prepend={"common.py": "def broken(:\n    pass\n"},
+         report=["syntax error outside its TODO blocks"],
+         expect={}),
+    dict(name="import_error", about="imports a module that does not exist, unused: stood in",
          prepend={"two_stage_detector.py": "import no_such_module_for_grading\n"},
-         expect={n: 0 for n in TSD}),
+         stood_in=["import no_such_module_for_grading"],
+         expect={}),
     dict(name="exception_iou", about="iou raises; matching still uses the reference iou",
          blocks={"iou": "raise ValueError('not done yet')\n"},
          expect={"iou": 0}),
@@ -101,7 +110,7 @@ CASES = [
              deltas = torch.cat([(gt_ctr - anchor_ctr) / anchor_wh,
                                  torch.log(gt_wh.clamp(min=1e-6) / anchor_wh)], dim=1)
              """},
-         expect={"rcnn_get_deltas_from_anchors": 0.5}),
+         expect={"rcnn_get_deltas_from_anchors": 1 / 3}),
     dict(name="proposals_not_clamped", about="predict_proposals forgets to clamp to the image",
          blocks={"rpn_predict_proposals": """
              proposals = rcnn_apply_deltas_to_anchors(level_boxreg_deltas[_batch_idx], level_anchors)
@@ -132,14 +141,15 @@ CASES = [
                  matched_gt_boxes.append(rcnn_match_anchors_to_gt(anchor_boxes, gt_boxes_per_image, (0.1, 0.2)))
              """},
          expect={"rpn_forward_matching": 0}),
-    dict(name="rpn_anchors_wrong_scale", about="isolation: wrong anchors, matching and losses still right",
+    dict(name="rpn_anchors_wrong_scale", about="isolation: anchors of stride_scale 2 (right only in config b), "
+                                                  "matching and losses still right",
          blocks={"rpn_forward_anchors": """
              pred_obj_logits, pred_boxreg_deltas = self.pred_net(feats_per_fpn_level)
              shapes = {k: v.shape for k, v in feats_per_fpn_level.items()}
              locations = get_fpn_location_coords(shapes, strides_per_fpn_level)
              anchors_per_fpn_level = generate_fpn_anchors(locations, strides_per_fpn_level, 2, self.anchor_aspect_ratios)
              """},
-         expect={"rpn_forward_anchors": 0}),
+         expect={"rpn_forward_anchors": 1 / 3}),
     dict(name="rpn_anchors_raise", about="isolation: the anchors block of RPN.forward raises",
          blocks={"rpn_forward_anchors": "anchors_per_fpn_level = generate_fpn_anchors(feats_per_fpn_level)\n"},
          expect={"rpn_forward_anchors": 0}),
@@ -149,17 +159,29 @@ CASES = [
     dict(name="roi_align_raises", about="isolation: the RoI-Align block of FasterRCNN.forward raises",
          blocks={"faster_rcnn_roi_align": "roi_feats = torchvision.ops.roi_align(level_feats)\n"},
          expect={"faster_rcnn_roi_align": 0}),
+    dict(name="cls_stem_raises", about="isolation: the classifier stem raises, the head after it is right",
+         blocks={"faster_rcnn_cls_stem": "cls_pred.append(nn.Conv2d(backbone.out_channels))\n"},
+         expect={"faster_rcnn_cls_stem": 0}),
+    dict(name="cls_head_raises", about="the classifier head raises: its own error reaches its feedback, the "
+                                       "stem before it is still graded",
+         blocks={"faster_rcnn_cls_head": "cls_pred += [nn.Flatten(), nn.Linear(roi_size)]\n"},
+         hints={"faster_rcnn_cls_head": "TypeError"},
+         expect={"faster_rcnn_cls_head": 0}),
+    dict(name="frcnn_matching_raises", about="isolation: the matching loop of FasterRCNN.forward raises, the "
+                                             "loss after it is right",
+         blocks={"faster_rcnn_matching": "matched_gt_boxes.append(rcnn_match_anchors_to_gt(proposals_per_image))\n"},
+         expect={"faster_rcnn_matching": 0}),
     dict(name="rpn_stem_raises", about="isolation: the stem block raises, the heads after it are right",
          blocks={"rpn_pred_net_stem": "stem_rpn = [nn.Conv2d(in_channels)]\n"},
          expect={"rpn_pred_net_stem": 0}),
-    dict(name="stem_without_init", about="RPN stem keeps PyTorch's default init (one case of three)",
+    dict(name="stem_without_init", about="RPN stem keeps PyTorch's default init (one case of four)",
          blocks={"rpn_pred_net_stem": """
              prev_channels = in_channels
              for out_channels in stem_channels:
                  stem_rpn += [nn.Conv2d(prev_channels, out_channels, 3, padding=1), nn.ReLU()]
                  prev_channels = out_channels
              """},
-         expect={"rpn_pred_net_stem": 2 / 3}),
+         expect={"rpn_pred_net_stem": 3 / 4}),
     # ------------------------------------------------------------- hostile
     dict(name="read_fixtures", about="iou tries to read the reference outputs from disk",
          blocks={"iou": """
@@ -337,7 +359,7 @@ DIFFERENT_BUT_CORRECT = dict(
             iou = inter / (a1.unsqueeze(1) + a2.unsqueeze(0) - inter)
             """,
         "rcnn_get_deltas_from_anchors": """
-            deltas = torch.full((len(anchors), 4), -1e8, dtype=anchors.dtype)
+            deltas = torch.full((len(anchors), 4), -1e8, dtype=anchors.dtype, device=anchors.device)
             fg = gt_boxes[:, 0] >= 0
             a, g = anchors[fg], gt_boxes[fg, :4]
             aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
