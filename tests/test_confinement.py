@@ -299,9 +299,13 @@ def _world(base: Path, kit: Path, fixture_dir: Path, home: Path, owner=None) -> 
 
 
 def _build_batch(world: hostile.World, cases, corpus_cases=()):
-    world.batch.mkdir(parents=True, exist_ok=True)
+    """A fresh uploads folder with `cases`, the reference and the victim."""
+    world.batch = world.base / f"uploads-{time.monotonic_ns()}"
+    world.batch.mkdir(parents=True)
     os.chmod(world.batch, 0o755)
     keys = {}
+    names = [c["name"] for c in list(cases) + list(corpus_cases)]
+    assert len(set(names)) == len(names), "two cases of the same name"
     for case in cases:
         out = hostile.build(case, world, world.kit, world.batch / case["name"])
         keys[case["name"]] = out.name
@@ -404,6 +408,8 @@ def root_world():
     world = _world(base, ROOT, fixtures.ensure(), base / "home")
     yield world
     world.close()
+    for path in world.hacked_files():  # only after a failure: leave nothing behind
+        path.unlink()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -436,7 +442,7 @@ def test_no_file_isolation_warns(root_world):
     """Nothing but the uid switch (as root) or nothing at all: the weaker
     isolation is stated, and without any a warning goes to the console and
     into every report."""
-    keys = _build_batch(root_world, [c for c in hostile.CASES if c["name"] in ("read_outside", "read_fixtures")])
+    keys = _build_batch(root_world, [c for c in hostile.CASES if c["name"] in ("read_outside", "fixtures_via_module")])
     report, text, proc = _grade(sys.executable, ROOT, root_world,
                                 {confine.DISABLE_ENV: "landlock,namespaces"}, checks=["iou", "nms"])
     isolation = report["reference"]["isolation"]
@@ -445,7 +451,7 @@ def test_no_file_isolation_warns(root_world):
     assert "LEAK outside marker" in outside  # world-readable: not hidden by either
     if isolation["layers"]["files"] == "uid":
         assert "uid switch only" in isolation["summary"] and "warning" not in isolation
-        assert "blocked fixtures:" in _feedback(report[keys["read_fixtures"]], "iou")  # root-only files
+        assert "blocked fixtures:" in _feedback(report[keys["fixtures_via_module"]], "iou")  # root-only files
     else:
         assert "WARNING: no file isolation" in proc.stderr
         assert isolation["warning"] in proc.stdout and "WARNING" in report["reference"]["isolation"]["warning"]
@@ -491,6 +497,8 @@ def test_corpus_as_an_ordinary_user(gradescope_install):
         _verify(report, text, proc, world, cases, keys, corpus_cases=corpus.CASES)
     finally:
         world.close()
+        for path in world.hacked_files():
+            path.unlink()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -130,7 +130,7 @@ CASES: List[dict] = [
              iou = _try("reference via a file walk", lambda: _run_reference(_find(), "iou", boxes1, boxes2))
              """},
          expect={"iou": 0}, blocked={"iou": ["reference via a file walk"]}),
-    dict(name="read_fixtures", about="iou reads the reference outputs through the grader's module",
+    dict(name="fixtures_via_module", about="iou reads the reference outputs through the grader's module",
          prepend={"two_stage_detector.py": TRY},
          blocks={"iou": """
              import pathlib
@@ -291,9 +291,10 @@ class World:
         shutil.copy(self.kit / "two_stage_detector.py", self.outside / "reference_two_stage_detector.py")
 
     def hacked_files(self) -> List[Path]:
-        """Files the write attempts left anywhere they aimed at."""
-        places = [self.kit, self.fixtures, self.home, Path("/tmp"), self.outside, self.batch,
-                  self.batch / VICTIM]
+        """Files the write attempts left anywhere they aimed at (in any
+        uploads folder of this world)."""
+        places = [self.kit, self.fixtures, self.home, Path("/tmp"), self.outside]
+        places += [p for p in self.base.glob("uploads*")] + [p / VICTIM for p in self.base.glob("uploads*")]
         return [p / self.hacked for p in places if (p / self.hacked).exists()]
 
     # ------------------------------------------------------------- sockets
