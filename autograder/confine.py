@@ -40,8 +40,10 @@ LAYERS = ("landlock", "namespaces", "uid", "seccomp")
 MAX_PROCS = 64  # processes and threads of one check, its own included
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+if sys.platform.startswith("linux"):  # elsewhere every layer probes as missing
+    _libc.syscall.restype = ctypes.c_long
+    _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
 
 
 def _check(result: int, what: str) -> int:
@@ -99,7 +101,7 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is missing or off."""
     try:
         return _syscall(_LL_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(_LL_VERSION))
-    except OSError:
+    except (OSError, AttributeError):
         return 0
 
 
@@ -151,9 +153,12 @@ def landlock_restrict(ruleset_fd: int):
 
 
 # ------------------------------------------------------------------- seccomp
-_SECCOMP_ARCH = {  # audit arch, socket, io_uring_setup, x32 bit
-    "x86_64": (0xC000003E, 41, 425, 0x40000000),
-    "aarch64": (0xC00000B7, 198, 425, None),
+_SECCOMP_ARCH = {  # audit arch, x32 bit, {system call: number} denied
+    "x86_64": (0xC000003E, 0x40000000, {"socket": 41, "io_uring_setup": 425, "ptrace": 101,
+                                        "process_vm_readv": 310, "process_vm_writev": 311,
+                                        "pidfd_getfd": 438}),
+    "aarch64": (0xC00000B7, None, {"socket": 198, "io_uring_setup": 425, "ptrace": 117,
+                                   "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438}),
 }
 
 
@@ -167,24 +172,25 @@ class _SockFprog(ctypes.Structure):
 
 
 def seccomp_supported() -> bool:
-    return platform.machine() in _SECCOMP_ARCH
+    return sys.platform.startswith("linux") and platform.machine() in _SECCOMP_ARCH
 
 
-def deny_sockets():
+def install_seccomp():
     """
-    seccomp filter: `socket()` and `io_uring_setup()` fail with EACCES (no
-    network, no UNIX socket of another program), as does every system call
-    made through another architecture's calling convention.
+    seccomp filter: `socket()` (no network, no UNIX socket of another
+    program), `io_uring_setup()` (it would bypass the filter), `ptrace()`,
+    `process_vm_readv/writev()` and `pidfd_getfd()` (no reaching into other
+    processes) fail with EACCES, as does every system call made through
+    another architecture's calling convention.
     """
-    arch, nr_socket, nr_uring, x32 = _SECCOMP_ARCH[platform.machine()]
+    arch, x32, denied = _SECCOMP_ARCH[platform.machine()]
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EACCES
+    tests = ([(jge, x32)] if x32 is not None else []) + [(jeq, nr) for nr in denied.values()]
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, deny), (ld, 0, 0, 0)]
-    if x32 is not None:
-        prog += [(jge, 3, 0, x32)]
-    else:
-        prog += [(jeq, 0, 0, 0xFFFFFFFF)]  # keeps the jump offsets below
-    prog += [(jeq, 2, 0, nr_socket), (jeq, 1, 0, nr_uring), (ret, 0, 0, allow), (ret, 0, 0, deny)]
+    for i, (op, k) in enumerate(tests):
+        prog.append((op, len(tests) - i, 0, k))  # to the final deny
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
     filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
     fprog = _SockFprog(len(prog), filters)
     _prctl(38, 1, what="PR_SET_NO_NEW_PRIVS")
@@ -196,7 +202,6 @@ CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
 
 
 def _mount(source, target, fstype, flags, data=None):
@@ -209,10 +214,14 @@ def unshare(flags: int):
 
 
 def enter_user_namespace(net: bool, mounts: bool):
-    """A user namespace of its own (the same uid and gid inside), with a
-    network namespace (no interface up) and a mount namespace if asked."""
+    """A user namespace of its own, with a network namespace (no interface
+    up) and a mount namespace if asked; the same uid and gid inside when
+    there are mounts to make (files created on its tmpfs need a mapped
+    uid), else none mapped (its files still belong to the real uid)."""
     uid, gid = os.getuid(), os.getgid()
     unshare(CLONE_NEWUSER | (CLONE_NEWNET if net else 0) | (CLONE_NEWNS if mounts else 0))
+    if not mounts:
+        return
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
         try:
@@ -482,8 +491,10 @@ def confine_child(plan: Plan, policy: Dict[str, List[str]], uid: Optional[int] =
     read = policy["read"] + policy.get("files", []) + policy.get("submission", [])
     write, devices = policy["write"], policy.get("devices", [])
     if plan.userns:
-        _prctl(4, 1, what="PR_SET_DUMPABLE")  # to write its own uid_map
-        enter_user_namespace(net=plan.netns, mounts=plan.files == "mount namespace")
+        mounts = plan.files == "mount namespace"
+        if mounts:  # to write its own uid_map (the siblings' seccomp filters deny ptrace)
+            _prctl(4, 1, what="PR_SET_DUMPABLE")
+        enter_user_namespace(net=plan.netns, mounts=mounts)
     elif os.geteuid() == 0 and (plan.files == "mount namespace" or plan.netns):
         unshare((CLONE_NEWNS if plan.files == "mount namespace" else 0) | (CLONE_NEWNET if plan.netns else 0))
     if plan.files == "mount namespace":
@@ -501,7 +512,7 @@ def confine_child(plan: Plan, policy: Dict[str, List[str]], uid: Optional[int] =
     if plan.files == "landlock":
         landlock_restrict(ruleset_fd)
     if plan.seccomp:
-        deny_sockets()
+        install_seccomp()
 
 
 # --------------------------------------------------------------------- probe

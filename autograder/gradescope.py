@@ -30,14 +30,15 @@ SETUP_SH = """#!/usr/bin/env bash
 set -euo pipefail
 SOURCE_DIR=${AUTOGRADER_SOURCE_DIR:-/autograder/source}
 VENV=${AUTOGRADER_VENV:-/autograder/venv}
-if ! python3 -m venv --help >/dev/null 2>&1; then
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
     apt-get update && apt-get install -y python3 python3-venv python3-pip
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install -r "$SOURCE_DIR/requirements.txt"
 cd "$SOURCE_DIR" && "$VENV/bin/python" -m autograder fixtures
-# The reference solution and its outputs: root only (submissions run as another uid).
+# The reference solution and its outputs: root only (submissions run as another
+# uid, confined to the virtualenv and their own files; see autograder/confine.py).
 chmod -R go-rwx "$SOURCE_DIR"
 """
 

@@ -209,11 +209,13 @@ def test_landlock_ruleset(places):
 
 
 @pytest.mark.skipif(not confine.seccomp_supported(), reason="no seccomp filter for this architecture")
-def test_seccomp_denies_sockets_only(places):
+def test_seccomp_denies_sockets_and_ptrace_only(places):
     secret, scratch, inside, _ = places
 
     def body():
-        confine.deny_sockets()
+        import ctypes
+
+        confine.install_seccomp()
         out = _attempts(secret, scratch, inside)
         r, w = os.pipe()
         out["pipe"] = "ok" if os.write(w, b"x") == 1 else "no"
@@ -221,11 +223,18 @@ def test_seccomp_denies_sockets_only(places):
             socket.socket(socket.AF_UNIX).close()
         except OSError as error:
             out["unix socket"] = type(error).__name__
+        libc = ctypes.CDLL(None, use_errno=True)
+        out["ptrace"] = libc.ptrace(0x4206, os.getppid(), 0, 0), ctypes.get_errno()  # PTRACE_SEIZE
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        out["fork"] = "ok" if os.waitpid(pid, 0)[0] == pid else "no"
         return out
 
     out = _in_child(body)
     assert out["tcp bind"] == out["unix socket"] == "PermissionError", out
-    assert out["read secret"] == out["socketpair"] == out["pipe"] == "ok", out
+    assert out["ptrace"] == [-1, 13], out  # EACCES from the filter (not EPERM)
+    assert out["read secret"] == out["socketpair"] == out["pipe"] == out["fork"] == "ok", out
 
 
 def test_private_root(places):
@@ -385,7 +394,7 @@ def _verify(report, text, proc, world, cases, keys, checks=None, corpus_cases=()
             wrong["leaks"] = leaks[:5]
         if case.get("forks") in names:
             counts = [int(n) for n in re.findall(r"forked (\d+)", _feedback(sub, case["forks"]))]
-            if not counts or max(counts) >= (layers["max_procs"] or 1000):
+            if not counts or (layers["max_procs"] and max(counts) >= layers["max_procs"]):
                 wrong["fork bomb"] = counts
         if wrong:
             bad[case["name"]] = wrong
@@ -467,12 +476,15 @@ def _free_uid() -> int:
     raise RuntimeError("no free uid")
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="creating an ordinary user needs root; as one, the test above is it")
-def test_corpus_as_an_ordinary_user(gradescope_install):
-    """The same corpus (the hostile cases and every case of the corpus)
-    graded by an ordinary user (not in /etc/passwd: a bare uid), with a copy
-    of the kit that this user owns, as on an instructor's laptop: the
-    fixtures are world-readable there, only confinement hides them."""
+@pytest.fixture(scope="module")
+def user_world(gradescope_install):
+    """An ordinary user (not in /etc/passwd: a bare uid) with a copy of the
+    kit that it owns, as on an instructor's laptop: its fixtures are
+    world-readable, only confinement hides them. Python is the fresh
+    virtualenv of the Gradescope install (the kit's own may sit in a folder
+    that other users cannot enter)."""
+    if not IS_ROOT:
+        pytest.skip("creating an ordinary user needs root; as one, the tests above are it")
     uid = _free_uid()
     base = Path(tempfile.mkdtemp(prefix="hostile-user-"))
     os.chmod(base, 0o755)
@@ -485,21 +497,54 @@ def test_corpus_as_an_ordinary_user(gradescope_install):
     for p in [kit, *kit.rglob("*")]:
         os.chown(p, uid, uid)
     world = _world(base, kit, kit / "autograder" / "fixtures", base / "home", owner=uid)
-    try:
-        cases = hostile.CASES
-        keys = _build_batch(world, cases, corpus.CASES)
-        report, text, proc = _grade(gradescope_install["python"], kit, world, user=uid)
-        layers = report["reference"]["isolation"]["layers"]
-        assert not layers["uid_switch"]
-        if confine.landlock_abi():
-            assert layers["files"] == "landlock", report["reference"]["isolation"]
-        assert (kit / "autograder" / "fixtures" / "expected.pt").stat().st_mode & 0o004  # world-readable
-        _verify(report, text, proc, world, cases, keys, corpus_cases=corpus.CASES)
-    finally:
-        world.close()
-        for path in world.hacked_files():
-            path.unlink()
-        shutil.rmtree(base, ignore_errors=True)
+    world.uid, world.python = uid, gradescope_install["python"]
+    yield world
+    world.close()
+    for path in world.hacked_files():
+        path.unlink()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_corpus_as_an_ordinary_user(user_world):
+    """The hostile cases and every case of the corpus, graded by an ordinary
+    user: the same results as the current user (root in CI)."""
+    keys = _build_batch(user_world, hostile.CASES, corpus.CASES)
+    report, text, proc = _grade(user_world.python, user_world.kit, user_world, user=user_world.uid)
+    layers = report["reference"]["isolation"]["layers"]
+    assert not layers["uid_switch"]
+    if confine.landlock_abi():
+        assert layers["files"] == "landlock", report["reference"]["isolation"]
+    assert (user_world.fixtures / "expected.pt").stat().st_mode & 0o004  # world-readable
+    _verify(report, text, proc, user_world, hostile.CASES, keys, corpus_cases=corpus.CASES)
+
+
+def test_ordinary_user_without_landlock(user_world):
+    """Landlock off: unprivileged user and mount namespaces confine the
+    same cases."""
+    checks = ["iou", "nms"]
+    keys = _build_batch(user_world, hostile.CASES)
+    report, text, proc = _grade(user_world.python, user_world.kit, user_world,
+                                {confine.DISABLE_ENV: "landlock"}, user=user_world.uid, checks=checks)
+    isolation = report["reference"]["isolation"]
+    if isolation["layers"]["files"] != "mount namespace":
+        pytest.skip(f"no unprivileged user namespaces on this machine: {isolation}")
+    assert isolation["layers"]["userns"] and "private mount namespace" in isolation["files"]
+    _verify(report, text, proc, user_world, hostile.CASES, keys, checks=checks)
+
+
+def test_ordinary_user_without_isolation_warns(user_world):
+    """Neither Landlock nor namespaces, and no root: nothing confines the
+    files, which the console and every report say."""
+    keys = _build_batch(user_world, [c for c in hostile.CASES if c["name"] == "fixtures_via_module"])
+    report, text, proc = _grade(user_world.python, user_world.kit, user_world,
+                                {confine.DISABLE_ENV: "landlock,namespaces"}, user=user_world.uid,
+                                checks=["iou"])
+    isolation = report["reference"]["isolation"]
+    assert isolation["layers"]["files"] == "none", isolation
+    assert "WARNING: no file isolation" in proc.stderr and isolation["warning"] in proc.stdout
+    assert all(sub["isolation"]["warning"] == isolation["warning"] for sub in report.values())
+    # Honestly weak: the world-readable fixtures are read (the case still scores 0).
+    assert "LEAK fixtures" in _feedback(report[keys["fixtures_via_module"]], "iou")
 
 
 # --------------------------------------------------------- every report
