@@ -22,6 +22,7 @@ import torch
 from . import fixtures, transplant
 from .check_base import verdict
 from .checks import BLOCKS, CHECKS, CHECK_NAMES
+from .confine import DISABLE_ENV
 from .manifest import GRADED_FILES, GRADING_RUNTIME_FILES
 from .submission import read_graded_files
 
@@ -70,7 +71,7 @@ class Worker:
 
     def __init__(self, slots: int, mem_limit_mb: int, fixture_dir: Path):
         env = {k: v for k, v in os.environ.items()
-               if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")}
+               if k in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", DISABLE_ENV)}
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=str(Path(__file__).resolve().parent.parent),
                    PYTHONWARNINGS="ignore")
@@ -84,6 +85,7 @@ class Worker:
         msg = self.read(timeout=300)
         if not msg or not msg.get("ready"):
             raise RuntimeError("the sandbox worker did not start:\n" + self.stderr())
+        self.isolation = msg.get("isolation") or {}
 
     def stderr(self) -> str:
         self.log.seek(0)
@@ -204,6 +206,8 @@ class Report:
         self.subs: Dict[str, dict] = {}
         self.infos: Dict[str, dict] = {}
         self.order: List[str] = []
+        # How the children were confined (`confine.Plan.describe()`), once a worker ran.
+        self.isolation: dict = {"summary": "no student code ran"}
         self.json_path, self.jsonl_path, self.on_check = json_path, jsonl_path, on_check
 
     def add_submission(self, key, path):
@@ -238,6 +242,7 @@ class Report:
         for key in self.order:
             sub = dict(self.subs[key])
             sub["checks"] = [sub["checks"][n] for n in CHECK_NAMES if n in sub["checks"]]
+            sub["isolation"] = self.isolation
             sub["complete"] = len(sub["checks"]) == len(CHECK_NAMES)
             out.append(sub)
         return out
@@ -284,7 +289,7 @@ def grade(submissions, jobs: int = 2, timeout: float = 60.0, mem_limit_mb: int =
     try:
         for i, sub in enumerate(submissions):
             sub = Path(sub)
-            name = sub.resolve().name or str(sub)
+            name = Path(os.path.abspath(sub)).name or str(sub)  # a link's own name
             key = name if name not in report.subs else f"{name}#{i}"
             report.add_submission(key, sub)
             dest = workdir / f"s{i}"
@@ -317,6 +322,9 @@ def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir
         worker = _KEPT.pop(key, None) if keep_worker else None
         if worker is None or worker.proc.poll() is not None:
             worker = Worker(jobs, mem_limit_mb, fixture_dir)
+            if worker.isolation.get("warning"):
+                print(f"autograder: {worker.isolation['warning']}", file=sys.stderr)
+        report.isolation = worker.isolation
         started = set()
         for tid in sorted(todo):
             worker.submit({k: v for k, v in todo[tid].items() if k != "key"})
@@ -362,6 +370,11 @@ def _run_tasks(tasks, report, expected, jobs, timeout, mem_limit_mb, fixture_dir
 # ---------------------------------------------------------------- output
 def format_table(sub: dict, width: int = 150) -> str:
     lines = [f"== {sub['submission']}: {sub['score']:g} / {sub['max_score']:g}"]
+    isolation = sub.get("isolation") or {}
+    if isolation.get("summary"):
+        lines.append(f"sandbox: {isolation['summary']}")
+    if isolation.get("warning"):
+        lines.append(isolation["warning"])
     lines += [f"   {line}" for line in transplant.describe(sub)]
     lines.append(f"{'check':32} {'file':22} {'score':>9}  status")
     for c in sub["checks"]:

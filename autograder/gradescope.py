@@ -8,10 +8,11 @@ Gradescope front end.
     source/...        the autograder package, the reference solution, requirements
 
 Gradescope runs `run_autograder` as root next to the student's files. Here the
-student's code runs in sandboxed children under another uid, the source folder
-(reference solution and outputs) is readable by root only, and only this
-parent writes `results.json`, rewritten atomically after every check (a
-killed run leaves a valid partial file). Paths can be overridden for testing:
+student's code runs in sandboxed children (confined by `confine.py`, under
+another uid), the source folder (reference solution and outputs) is readable
+by root only, and only this parent writes `results.json`, rewritten
+atomically after every check (a killed run leaves a valid partial file); its
+`output` states the isolation the checks ran with. Paths can be overridden for testing:
 AUTOGRADER_SUBMISSION_DIR, AUTOGRADER_RESULTS_DIR, AUTOGRADER_SOURCE_DIR,
 AUTOGRADER_PYTHON.
 """
@@ -29,14 +30,15 @@ SETUP_SH = """#!/usr/bin/env bash
 set -euo pipefail
 SOURCE_DIR=${AUTOGRADER_SOURCE_DIR:-/autograder/source}
 VENV=${AUTOGRADER_VENV:-/autograder/venv}
-if ! python3 -m venv --help >/dev/null 2>&1; then
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
     apt-get update && apt-get install -y python3 python3-venv python3-pip
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip
 "$VENV/bin/pip" install -r "$SOURCE_DIR/requirements.txt"
 cd "$SOURCE_DIR" && "$VENV/bin/python" -m autograder fixtures
-# The reference solution and its outputs: root only (submissions run as another uid).
+# The reference solution and its outputs: root only (submissions run as another
+# uid, confined to the virtualenv and their own files; see autograder/confine.py).
 chmod -R go-rwx "$SOURCE_DIR"
 """
 
@@ -54,7 +56,7 @@ PACKAGE_FILES = ["__init__.py", "__main__.py", "checks.py", "compare.py", "fixtu
                  "grader.py", "gradescope.py", "hooks.py", "notebook.py", "release.py",
                  "sandbox.py", "nbgrader_course.py", "manifest.py", "submission.py",
                  "blocks.py", "transplant.py", "check_base.py", "checks_common.py", "checks_boxes.py",
-                 "checks_rpn.py", "checks_faster_rcnn.py", "oracles.py"]
+                 "checks_rpn.py", "checks_faster_rcnn.py", "oracles.py", "confine.py"]
 SOURCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
 
 GRADESCOPE_REQUIREMENTS = """# Grader requirements (the kit's runtime ones; torch pinned as in the kit).
@@ -131,8 +133,17 @@ def main() -> int:
     t0 = time.monotonic()
     _write_atomic(results, {"score": 0.0, "output": "grading started", "tests": []})
 
+    def finished(report):
+        """results.json, with the isolation the checks ran with (and any warning)."""
+        data = results_json(report.as_list(), time.monotonic() - t0)
+        isolation = report.isolation
+        lines = [data.get("output", ""), f"sandbox: {isolation.get('summary', 'unknown')}",
+                 isolation.get("warning", "")]
+        data["output"] = "\n".join(line for line in lines if line)
+        return data
+
     def on_check(report, key, result):
-        _write_atomic(results, results_json(report.as_list(), time.monotonic() - t0))
+        _write_atomic(results, finished(report))
 
     try:
         report = grade([submission], jobs=int(os.environ.get("AUTOGRADER_JOBS", os.cpu_count() or 1)),
@@ -142,8 +153,10 @@ def main() -> int:
                                 "output": f"The autograder failed: {type(error).__name__}: {error}"})
         print(f"autograder failed: {error}", file=sys.stderr)
         return 0
-    _write_atomic(results, results_json(report.as_list(), time.monotonic() - t0))
-    print(json.dumps({"score": report.as_list()[0]["score"]}))
+    _write_atomic(results, finished(report))
+    if report.isolation.get("warning"):
+        print(f"autograder: {report.isolation['warning']}", file=sys.stderr)
+    print(json.dumps({"score": report.as_list()[0]["score"], "sandbox": report.isolation.get("summary")}))
     return 0
 
 

@@ -11,7 +11,9 @@ student's `two_stage_detector.py` / `common.py` (next to the notebook or in
 its parent folder), prints feedback to stdout (never stderr: nbgrader gives 0
 to a cell that writes to stderr) and returns the points earned, so the cell's
 value gives nbgrader partial credit. The kernel's own state (monkeypatched
-functions, stale imports) does not matter: the files are graded afresh.
+functions, stale imports) does not matter: the files are graded afresh. The
+first grade of a kernel also prints the isolation the checks ran with
+(`sandbox: ...`), and every grade prints a warning when there was none.
 """
 import contextlib
 import io
@@ -21,6 +23,7 @@ import warnings
 from pathlib import Path
 
 GRADED = ("two_stage_detector.py", "common.py")
+_STATED = []  # the sandbox line was printed in this kernel
 
 
 def find_submission(start=None) -> Path:
@@ -58,6 +61,12 @@ def grade(name: str, submission=None, timeout: float = 120.0) -> float:
             print(f"{name}: could not grade ({type(error).__name__}: {error})", file=out)
             return 0.0
     print(f"{name}: {result['score']:g} / {result['max_score']:g} ({result['status']})", file=out)
+    isolation = report.isolation
+    if not _STATED or isolation.get("warning"):  # once per notebook, and every warning
+        print(f"sandbox: {isolation.get('summary')}", file=out)
+        if isolation.get("warning"):
+            print(isolation["warning"], file=out)
+        _STATED.append(True)
     if result["status"] != "passed":
         print(result["feedback"], file=out)
     return float(result["score"])

@@ -55,4 +55,5 @@ def test_gradescope_zip_and_run(tmp_path):
         assert test["status"] in ("passed", "failed") and test["visibility"] == "visible"
     iou = next(t for t in data["tests"] if t["name"].startswith("iou "))
     assert iou["score"] == 0 and iou["status"] == "failed" and "RuntimeError: todo" in iou["output"]
-    assert "output" not in data  # complete
+    assert "incomplete" not in data["output"]  # complete
+    assert "sandbox: file isolation:" in data["output"]  # and says how it was confined
