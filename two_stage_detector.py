@@ -24,7 +24,9 @@ class RPNPredictionNetwork(nn.Module):
     Faster R-CNN typically uses (p2, p3, p4, p5) feature maps. We will exclude
     p2 to have a small enough model for Colab.
 
-    Conceptually this module is quite similar to `FCOSPredictionNetwork`.
+    The same small fully convolutional network runs on every FPN level: a stem
+    of 3x3 convolutions shared by both predictions, then one 1x1 convolution
+    for the objectness logits and one for the box deltas.
     """
 
     def __init__(
@@ -48,7 +50,7 @@ class RPNPredictionNetwork(nn.Module):
         ######################################################################
         # TODO: Create a stem of alternating 3x3 convolution layers and RELU
         # activation modules. RPN shares this stem for objectness and box
-        # regression (unlike FCOS, that uses separate stems).
+        # regression (one stem for both predictions, not one per prediction).
         #
         # Use `in_channels` and `stem_channels` for creating these layers, the
         # docstring above tells you what they mean. Initialize weights of each
@@ -57,8 +59,7 @@ class RPNPredictionNetwork(nn.Module):
         # that size of input features remains same: remember we need predictions
         # at every location in feature map, we shouldn't "lose" any locations.
         ######################################################################
-        # Fill this list. It is okay to use your implementation from
-        # `FCOSPredictionNetwork` for this code block.
+        # Fill this list.
         stem_rpn = []
         # Replace "pass" statement with your code
         ### BEGIN SOLUTION
@@ -163,9 +164,10 @@ def generate_fpn_anchors(
             integer value giving the stride of corresponding FPN level.
             See `common.py` for more details.
         stride_scale: Size of square anchor at every FPN levels will be
-            `(this value) * (FPN level stride)`. Default is 4, which will make
-            anchor boxes of size (32x32), (64x64), (128x128) for FPN levels
-            p3, p4, and p5 respectively.
+            `(this value) * (FPN level stride)`. `RPN` passes its
+            `anchor_stride_scale` (default 8), which makes anchor boxes of
+            size (64x64), (128x128), (256x256) for FPN levels p3, p4, and p5
+            respectively; a value of 4 would make (32x32), (64x64), (128x128).
         aspect_ratios: Anchor aspect ratios to consider at every location. We
             consider anchor area to be `(stride_scale * FPN level stride) ** 2`
             and set new width and height of anchors at every location:
@@ -180,7 +182,7 @@ def generate_fpn_anchors(
             All anchors are in XYXY format and their centers align with locations.
     """
 
-    # Set these to `(N, A, 4)` Tensors giving anchor boxes in XYXY format.
+    # Set these to `(H * W * A, 4)` Tensors giving anchor boxes in XYXY format.
     anchors_per_fpn_level = {
         level_name: None for level_name, _ in locations_per_fpn_level.items()
     }
@@ -266,21 +268,31 @@ def rcnn_match_anchors_to_gt(
     iou_thresholds: Tuple[float, float],
 ) -> TensorDict:
     """
-    Match anchor boxes (or RPN proposals) with a set of GT boxes. Anchors having
-    high IoU with any GT box are assigned "foreground" and matched with that box
-    or vice-versa.
+    Match anchor boxes (or RPN proposals) with a set of GT boxes. Every anchor
+    is matched with the GT box it has the highest IoU with; by that IoU it is
+    "foreground" (matched with that box), "background" or "neutral".
 
     NOTE: This function is NOT BATCHED. Call separately for GT boxes per image.
 
     Args:
-        anchor_boxes: Anchor boxes (or RPN proposals). Dictionary of three keys
-            a combined tensor of some shape `(N, 4)` where `N` are total anchors
-            from all FPN levels, or a set of RPN proposals.
+        anchor_boxes: Anchor boxes (or RPN proposals): a combined tensor of
+            shape `(N, 4)` where `N` are total anchors from all FPN levels, or
+            a set of RPN proposals.
         gt_boxes: GT boxes of a single image, a batch of `(M, 5)` boxes with
             absolute co-ordinates and class ID `(x1, y1, x2, y2, C)`. In this
-            codebase, this tensor is directly served by the dataloader.
+            codebase, this tensor is directly served by the dataloader (rows
+            of -1 pad the images that have fewer boxes; they are ignored).
         iou_thresholds: Tuple of (low, high) IoU thresholds, both in [0, 1]
-            giving thresholds to assign foreground/background anchors.
+            giving thresholds to assign foreground/background anchors:
+            IoU <= low is background, low < IoU < high is neutral and
+            IoU >= high is foreground. With low == high there are no neutral
+            anchors.
+
+    Returns:
+        torch.Tensor
+            Tensor of shape `(N, 5)`: the matched GT box and class of every
+            anchor; rows of background anchors are all -1, rows of neutral
+            anchors all -1e8.
     """
 
     # Filter empty GT boxes:
@@ -316,9 +328,10 @@ def rcnn_get_deltas_from_anchors(
 ) -> torch.Tensor:
     """
     Get box regression deltas that transform `anchors` to `gt_boxes`. These
-    deltas will become GT targets for box regression. Unlike FCOS, the deltas
-    are in `(dx, dy, dw, dh)` format that represent offsets to anchor centers
-    and scaling factors for anchor size. Box regression is only supervised by
+    deltas will become GT targets for box regression. The deltas are in
+    `(dx, dy, dw, dh)` format: the offset from the anchor center to the GT
+    box center, in units of anchor width and height, and the log of the ratio
+    of GT box size to anchor size. Box regression is only supervised by
     foreground anchors. If GT boxes are "background/neutral", then deltas
     must be `(-1e8, -1e8, -1e8, -1e8)` (just some LARGE negative number).
 
@@ -374,7 +387,7 @@ def rcnn_apply_deltas_to_anchors(
 
     Returns:
         torch.Tensor
-            Same shape as deltas and locations, giving the resulting boxes in
+            Same shape as deltas and anchors, giving the resulting boxes in
             XYXY format.
     """
 
@@ -420,8 +433,9 @@ def sample_rpn_training(
         num_samples: Total anchor-GT pairs with label >= -1 to return.
         fg_fraction: The number of subsampled labels with values >= 0 is
             `min(num_foreground, int(fg_fraction * num_samples))`. In other
-            words, if there are not enough fg, the sample is filled with
-            (duplicate) bg.
+            words, if there are not enough fg, the sample is filled with more
+            bg. Both are drawn without repetition: with too few bg as well,
+            fewer than `num_samples` indices are returned.
 
     Returns:
         fg_idx, bg_idx (Tensor):
@@ -458,8 +472,8 @@ def mix_gt_with_proposals(
     Args:
         proposals_per_fpn_level: Dict of proposals per FPN level, per image in
             batch. These are same as outputs from `RPN.forward()` method.
-        gt_boxes: Tensor of shape `(B, M, 4 or 5)` giving GT boxes per image in
-            batch (with or without GT class label, doesn't matter).
+        gt_boxes: Tensor of shape `(B, M, 5)` giving GT boxes per image in
+            batch, with GT class label (rows of -1 are padding, ignored).
 
     Returns:
         proposals_per_fpn_level: Same as input, but with GT boxes mixed in them.
@@ -512,8 +526,8 @@ class RPN(nn.Module):
         stem_channels: List[int],
         batch_size_per_image: int,
         anchor_stride_scale: int = 8,
-        anchor_aspect_ratios: List[int] = [0.5, 1.0, 2.0],
-        anchor_iou_thresholds: Tuple[int, int] = (0.3, 0.6),
+        anchor_aspect_ratios: List[float] = [0.5, 1.0, 2.0],
+        anchor_iou_thresholds: Tuple[float, float] = (0.3, 0.6),
         nms_thresh: float = 0.7,
         pre_nms_topk: int = 400,
         post_nms_topk: int = 100,
@@ -521,8 +535,9 @@ class RPN(nn.Module):
         """
         Args:
             batch_size_per_image: Anchors per image to sample for training.
-            nms_thresh: IoU threshold for NMS - unlike FCOS, this is used
-                during both, training and inference.
+            nms_thresh: IoU threshold for the NMS on proposals. It is used
+                during both, training and inference: the second stage takes
+                the RPN's proposals in both.
             pre_nms_topk: Number of top-K proposals to select before applying
                 NMS, per FPN level. This helps in speeding up NMS.
             post_nms_topk: Number of top-K proposals to select after applying
@@ -593,8 +608,8 @@ class RPN(nn.Module):
         output_dict = {}
 
         # Get image height and width according to feature sizes and strides.
-        # We need these to clamp proposals (These should be (224, 224) but we
-        # avoid hard-coding them).
+        # We need these to clamp proposals (These are (224, 224) in the
+        # course's notebooks, but we avoid hard-coding them).
         img_h = feats_per_fpn_level["p3"].shape[2] * strides_per_fpn_level["p3"]
         img_w = feats_per_fpn_level["p3"].shape[3] * strides_per_fpn_level["p3"]
 
@@ -612,8 +627,8 @@ class RPN(nn.Module):
 
         # ... otherwise continue loss computation:
         ######################################################################
-        # Match the generated anchors with provided GT boxes. This
-        # function is not batched so you may use a for-loop, like FCOS.
+        # Match the generated anchors with provided GT boxes. The matching
+        # function is not batched so you may use a for-loop over images.
         ######################################################################
         # Combine anchor boxes from all FPN levels - we do not need any
         # distinction of boxes across different levels (for training).
@@ -715,10 +730,13 @@ class RPN(nn.Module):
         method should not be called from anywhere except from inside `forward`.
 
         Returns:
-            torch.Tensor
-                proposals: Tensor of shape `(keep_topk, 4)` giving *absolute*
-                    XYXY co-ordinates of predicted proposals. These will serve
-                    as anchor boxes for the second stage.
+            Dict[str, List[torch.Tensor]]
+                proposals: Dictionary with the keys of `anchors_per_fpn_level`
+                    ({"p3", "p4", "p5"}), each a list of `batch_size` tensors
+                    of shape `(N, 4)`, `N <= post_nms_topk`, giving *absolute*
+                    XYXY co-ordinates of the proposals of that image predicted
+                    at that level, clamped to the image. These will serve as
+                    anchor boxes for the second stage.
         """
 
         # Gather proposals from all FPN levels in this list.
@@ -744,7 +762,7 @@ class RPN(nn.Module):
                 #   2. Sort all proposals by their predicted objectness, and
                 #      retain `self.pre_nms_topk` proposals. This speeds up
                 #      our NMS computation. HINT: `torch.topk`
-                #   3. Apply NMS and retain `keep_topk_per_level` proposals
+                #   3. Apply NMS and retain `self.post_nms_topk` proposals
                 #      per image, per level.
                 #
                 # NOTE: Your `nms` method may be slow for training - you may
@@ -803,10 +821,10 @@ class FasterRCNN(nn.Module):
     """
     Faster R-CNN detector: this module combines backbone, RPN, ROI predictors.
 
-    Unlike Faster R-CNN, we will use class-agnostic box regression and Focal
-    Loss for classification. We opted for this design choice for you to re-use
-    a lot of concepts that you already implemented in FCOS - choosing one loss
-    over other matters less overall.
+    Unlike Faster R-CNN, the second stage has no box regression: the RPN
+    proposals are the final boxes, and the second stage only classifies them.
+    The classifier predicts `num_classes + 1` logits per proposal (background
+    included) and is trained with cross-entropy on a sample of proposals.
     """
 
     def __init__(
@@ -828,14 +846,14 @@ class FasterRCNN(nn.Module):
         ######################################################################
         # TODO: Create a stem of alternating 3x3 convolution layers and RELU
         # activation modules using `stem_channels` argument, exactly like
-        # `FCOSPredictionNetwork` and `RPNPredictionNetwork`. use the same
-        # stride, padding, and weight initialization as previous TODOs.
+        # the stem of `RPNPredictionNetwork`. use the same stride, padding,
+        # and weight initialization as previous TODOs.
         #
         # HINT: This stem will be applied on RoI-aligned FPN features. You can
         # decide the number of input channels accordingly.
         ######################################################################
         # Fill this list. It is okay to use your implementation from
-        # `FCOSPredictionNetwork` for this code block.
+        # `RPNPredictionNetwork` for this code block.
         cls_pred = []
         # Replace "pass" statement with your code
         ### BEGIN SOLUTION
@@ -879,7 +897,24 @@ class FasterRCNN(nn.Module):
         test_nms_thresh: Optional[float] = None,
     ):
         """
-        See documentation of `FCOS.forward` for more details.
+        Args:
+            images: Batch of images, a tensor of shape `(B, 3, H, W)`.
+            gt_boxes: GT boxes of the batch, a tensor of shape `(B, M, 5)`:
+                `gt_boxes[i, j] = (x1, y1, x2, y2, C)` is the `j`-th object of
+                `images[i]`, in absolute XYXY co-ordinates, with class ID `C`
+                (0 to `num_classes - 1`); images with fewer than `M` objects
+                are padded with rows of -1. Required during training, not used
+                during inference.
+            test_score_thresh: During inference, keep predictions with a score
+                higher than this value. Not used during training.
+            test_nms_thresh: IoU threshold of the class-specific NMS during
+                inference. Not used during training.
+
+        Returns:
+            During training, a dictionary of losses: "loss_rpn_obj" and
+            "loss_rpn_box" (RPN) and "loss_cls" (second-stage classifier).
+            During inference (batch size 1), the output of `inference`: a
+            tuple `(pred_boxes, pred_classes, pred_scores)`.
         """
 
         feats_per_fpn_level = self.backbone(images)
@@ -903,7 +938,7 @@ class FasterRCNN(nn.Module):
         roi_feats_per_fpn_level = {
             level_name: None for level_name in feats_per_fpn_level.keys()
         }
-        # Get RPN proposals from all levels.
+        # RoI-align the proposals of every level on that level's features.
         for level_name in feats_per_fpn_level.keys():
             ##################################################################
             # TODO: Call `torchvision.ops.roi_align`. See its documentation to
@@ -929,7 +964,7 @@ class FasterRCNN(nn.Module):
 
             roi_feats_per_fpn_level[level_name] = roi_feats
 
-        # Combine ROI feats across FPN levels, do the same with proposals.
+        # Combine ROI feats across FPN levels.
         # `roi_align` returns the features of one level image by image, so we
         # regroup them image-major (all levels of image 0, then image 1, ...):
         # the same order in which `matched_gt_boxes` is built below.
@@ -939,7 +974,7 @@ class FasterRCNN(nn.Module):
         )
 
         # Obtain classification logits for all ROI features.
-        # shape: (batch_size * total_proposals, num_classes)
+        # shape: (batch_size * total_proposals, num_classes + 1)
         pred_cls_logits = self.cls_pred(roi_feats)
 
         if not self.training:
@@ -984,7 +1019,7 @@ class FasterRCNN(nn.Module):
             #                         END OF YOUR CODE                       #
             ##################################################################
 
-        # Combine predictions and GT from across all FPN levels.
+        # Combine the matched GT boxes of all images (image-major, like RoI feats).
         matched_gt_boxes = torch.cat(matched_gt_boxes, dim=0)
 
         ######################################################################
@@ -1001,8 +1036,9 @@ class FasterRCNN(nn.Module):
         #   3. Compute cross entropy loss - use `F.cross_entropy`, see its API
         #      documentation on PyTorch website. Since background ID = -1, you
         #      may shift class labels by +1 such that background ID = 0 and
-        #      other VOC classes have IDs (1-20). Make sure to reverse shift
-        #      this during inference, so that model predicts VOC IDs (0-19).
+        #      other classes have IDs (1 to num_classes; 1-20 for the 20 VOC
+        #      classes). Make sure to reverse shift this during inference, so
+        #      that model predicts IDs (0 to num_classes - 1; VOC: 0-19).
         ######################################################################
         # Feel free to delete this line: (but keep variable names same)
         loss_cls = None
@@ -1056,7 +1092,7 @@ class FasterRCNN(nn.Module):
     def inference(
         self,
         images: torch.Tensor,
-        proposals: torch.Tensor,
+        proposals: Dict[str, List[torch.Tensor]],
         pred_cls_logits: torch.Tensor,
         test_score_thresh: float,
         test_nms_thresh: float,
@@ -1099,7 +1135,8 @@ class FasterRCNN(nn.Module):
         #
         # NOTE: `pred_classes` may contain background as ID = 0 (based on how
         # the classifier was supervised in `forward`). Remember to shift the
-        # predicted IDs such that model outputs ID (0-19) for 20 VOC classes.
+        # predicted IDs such that model outputs IDs (0 to num_classes - 1),
+        # e.g. (0-19) for 20 VOC classes.
         ######################################################################
         pred_scores, pred_classes = None, None
         # Replace "pass" statement with your code
