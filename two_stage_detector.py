@@ -16,6 +16,18 @@ def hello_two_stage_detector():
     print("Hello from two_stage_detector.py!")
 
 
+def cat_across_fpn_levels(
+    dict_with_fpn_levels: Dict[str, torch.Tensor], dim: int = 1
+) -> torch.Tensor:
+    """
+    Convert a dict of tensors across FPN levels {"p3", "p4", "p5"} to a
+    single tensor, concatenating along `dim` in the order of the dict's keys.
+    Values could be anything - batches of image features, GT targets, etc.
+    `RPN` and `FasterRCNN` call this as `self._cat_across_fpn_levels`.
+    """
+    return torch.cat(list(dict_with_fpn_levels.values()), dim=dim)
+
+
 class RPNPredictionNetwork(nn.Module):
     """
     RPN prediction network that accepts FPN feature maps from different levels
@@ -476,11 +488,18 @@ def mix_gt_with_proposals(
             batch, with GT class label (rows of -1 are padding, ignored).
 
     Returns:
-        proposals_per_fpn_level: Same as input, but with GT boxes mixed in them.
+        Dict[str, List[torch.Tensor]]
+            A new dict, same keys and list lengths as `proposals_per_fpn_level`:
+            the proposals of every image and level followed by the GT boxes of
+            that image assigned to that level (4 columns, no class label). The
+            input dict, its lists and tensors are left unchanged.
     """
 
     # Mix ground-truth boxes for every example, per FPN level. There's no direct
-    # way to vectorize this.
+    # way to vectorize this. New lists: the caller's dict is not modified.
+    mixed_per_fpn_level = {
+        level_name: list(props) for level_name, props in proposals_per_fpn_level.items()
+    }
     for _idx, _gtb in enumerate(gt_boxes):
 
         # Filter empty GT boxes:
@@ -494,20 +513,20 @@ def mix_gt_with_proposals(
         level_assn = torch.floor(5 + torch.log2(torch.sqrt(_gt_area) / 224))
         level_assn = torch.clamp(level_assn, min=3, max=5).to(torch.int64)
 
-        for level_name, _props in proposals_per_fpn_level.items():
+        for level_name, _props in mixed_per_fpn_level.items():
             _prop = _props[_idx]
 
             # Get GT boxes of this image that match level scale, and append them
             # to proposals.
             _gt_boxes_fpn_subset = _gtb[level_assn == int(level_name[1])]
             if len(_gt_boxes_fpn_subset) > 0:
-                proposals_per_fpn_level[level_name][_idx] = torch.cat(
+                _props[_idx] = torch.cat(
                     # Remove class label since proposals don't have it:
                     [_prop, _gt_boxes_fpn_subset[:, :4]],
                     dim=0,
                 )
 
-    return proposals_per_fpn_level
+    return mixed_per_fpn_level
 
 
 class RPN(nn.Module):
@@ -657,62 +676,61 @@ class RPN(nn.Module):
         pred_obj_logits = self._cat_across_fpn_levels(pred_obj_logits)
         pred_boxreg_deltas = self._cat_across_fpn_levels(pred_boxreg_deltas)
 
-        if self.training:
-            # Repeat anchor boxes `batch_size` times so there is a 1:1
-            # correspondence with GT boxes.
-            anchor_boxes = anchor_boxes.unsqueeze(0).repeat(num_images, 1, 1)
-            anchor_boxes = anchor_boxes.contiguous().view(-1, 4)
+        # Repeat anchor boxes `batch_size` times so there is a 1:1
+        # correspondence with GT boxes.
+        anchor_boxes = anchor_boxes.unsqueeze(0).repeat(num_images, 1, 1)
+        anchor_boxes = anchor_boxes.contiguous().view(-1, 4)
 
-            # Collapse `batch_size`, and `HWA` to a single dimension so we have
-            # simple `(-1, 4 or 5)` tensors. This simplifies loss computation.
-            matched_gt_boxes = matched_gt_boxes.view(-1, 5)
-            pred_obj_logits = pred_obj_logits.view(-1)
-            pred_boxreg_deltas = pred_boxreg_deltas.view(-1, 4)
+        # Collapse `batch_size`, and `HWA` to a single dimension so we have
+        # simple `(-1, 4 or 5)` tensors. This simplifies loss computation.
+        matched_gt_boxes = matched_gt_boxes.view(-1, 5)
+        pred_obj_logits = pred_obj_logits.view(-1)
+        pred_boxreg_deltas = pred_boxreg_deltas.view(-1, 4)
 
-            ##################################################################
-            # TODO: Compute training losses. Follow three steps in order:
-            #   1. Sample a few anchor boxes for training. Pass the variable
-            #      `matched_gt_boxes` to `sample_rpn_training` function and
-            #      use those indices to get subset of predictions and targets.
-            #      RPN samples 50-50% foreground/background anchors, unless
-            #      there aren't enough foreground anchors.
-            #
-            #   2. Compute GT targets for box regression (you have implemented
-            #      the transformation function already).
-            #
-            #   3. Calculate objectness and box reg losses per sampled anchor.
-            #      Remember to set box loss for "background" anchors to 0.
-            ##################################################################
-            # Feel free to delete this line: (but keep variable names same)
-            loss_obj, loss_box = None, None
-            # Replace "pass" statement with your code
-            ### BEGIN SOLUTION
-            fg_idx, bg_idx = sample_rpn_training(
-                matched_gt_boxes, self.batch_size_per_image * num_images, 0.5
-            )
-            sampled_idx = torch.cat([fg_idx, bg_idx])  # (S,)
-            sampled_gt_boxes = matched_gt_boxes[sampled_idx]  # (S, 5)
-            gt_deltas = rcnn_get_deltas_from_anchors(
-                anchor_boxes[sampled_idx], sampled_gt_boxes[:, :4]
-            )  # (S, 4)
-            gt_objectness = (sampled_gt_boxes[:, 4] >= 0).to(pred_obj_logits.dtype)
-            loss_obj = F.binary_cross_entropy_with_logits(
-                pred_obj_logits[sampled_idx], gt_objectness, reduction="none"
-            )  # (S,)
-            loss_box = F.l1_loss(
-                pred_boxreg_deltas[sampled_idx], gt_deltas, reduction="none"
-            )  # (S, 4)
-            loss_box[gt_deltas == -1e8] = 0.0
-            ### END SOLUTION
-            ##################################################################
-            #                         END OF YOUR CODE                       #
-            ##################################################################
+        ######################################################################
+        # TODO: Compute training losses. Follow three steps in order:
+        #   1. Sample a few anchor boxes for training. Pass the variable
+        #      `matched_gt_boxes` to `sample_rpn_training` function and
+        #      use those indices to get subset of predictions and targets.
+        #      RPN samples 50-50% foreground/background anchors, unless
+        #      there aren't enough foreground anchors.
+        #
+        #   2. Compute GT targets for box regression (you have implemented
+        #      the transformation function already).
+        #
+        #   3. Calculate objectness and box reg losses per sampled anchor.
+        #      Remember to set box loss for "background" anchors to 0.
+        ######################################################################
+        # Feel free to delete this line: (but keep variable names same)
+        loss_obj, loss_box = None, None
+        # Replace "pass" statement with your code
+        ### BEGIN SOLUTION
+        fg_idx, bg_idx = sample_rpn_training(
+            matched_gt_boxes, self.batch_size_per_image * num_images, 0.5
+        )
+        sampled_idx = torch.cat([fg_idx, bg_idx])  # (S,)
+        sampled_gt_boxes = matched_gt_boxes[sampled_idx]  # (S, 5)
+        gt_deltas = rcnn_get_deltas_from_anchors(
+            anchor_boxes[sampled_idx], sampled_gt_boxes[:, :4]
+        )  # (S, 4)
+        gt_objectness = (sampled_gt_boxes[:, 4] >= 0).to(pred_obj_logits.dtype)
+        loss_obj = F.binary_cross_entropy_with_logits(
+            pred_obj_logits[sampled_idx], gt_objectness, reduction="none"
+        )  # (S,)
+        loss_box = F.l1_loss(
+            pred_boxreg_deltas[sampled_idx], gt_deltas, reduction="none"
+        )  # (S, 4)
+        loss_box[gt_deltas == -1e8] = 0.0
+        ### END SOLUTION
+        ######################################################################
+        #                           END OF YOUR CODE                         #
+        ######################################################################
 
-            # Sum losses and average by num(foreground + background) anchors.
-            # In training code, we simply add these two and call `.backward()`
-            total_batch_size = self.batch_size_per_image * num_images
-            output_dict["loss_rpn_obj"] = loss_obj.sum() / total_batch_size
-            output_dict["loss_rpn_box"] = loss_box.sum() / total_batch_size
+        # Sum losses and average by num(foreground + background) anchors.
+        # In training code, we simply add these two and call `.backward()`
+        total_batch_size = self.batch_size_per_image * num_images
+        output_dict["loss_rpn_obj"] = loss_obj.sum() / total_batch_size
+        output_dict["loss_rpn_box"] = loss_box.sum() / total_batch_size
 
         return output_dict
 
@@ -812,9 +830,9 @@ class RPN(nn.Module):
         """
         Convert a dict of tensors across FPN levels {"p3", "p4", "p5"} to a
         single tensor. Values could be anything - batches of image features,
-        GT targets, etc.
+        GT targets, etc. Same as the module-level `cat_across_fpn_levels`.
         """
-        return torch.cat(list(dict_with_fpn_levels.values()), dim=dim)
+        return cat_across_fpn_levels(dict_with_fpn_levels, dim=dim)
 
 
 class FasterRCNN(nn.Module):
@@ -930,6 +948,9 @@ class FasterRCNN(nn.Module):
             proposals_per_fpn_level = mix_gt_with_proposals(
                 proposals_per_fpn_level, gt_boxes
             )
+            # The second stage works on these mixed proposals from here on;
+            # `output_dict["proposals"]` holds the same dict.
+            output_dict["proposals"] = proposals_per_fpn_level
 
         # Get batch size from FPN feats:
         num_images = feats_per_fpn_level["p3"].shape[0]
@@ -945,7 +966,7 @@ class FasterRCNN(nn.Module):
             # properly format input arguments. Use `aligned=True`
             ##################################################################
             level_feats = feats_per_fpn_level[level_name]
-            level_props = output_dict["proposals"][level_name]
+            level_props = proposals_per_fpn_level[level_name]
             level_stride = self.backbone.fpn_strides[level_name]
 
             # Replace "pass" statement with your code
@@ -970,7 +991,7 @@ class FasterRCNN(nn.Module):
         # the same order in which `matched_gt_boxes` is built below.
         # shape: (batch_size * total_proposals, fpn_channels, roi_h, roi_w)
         roi_feats = self._cat_per_image(
-            roi_feats_per_fpn_level, output_dict["proposals"]
+            roi_feats_per_fpn_level, proposals_per_fpn_level
         )
 
         # Obtain classification logits for all ROI features.
@@ -1001,7 +1022,7 @@ class FasterRCNN(nn.Module):
             # Get proposals per image from this dictionary of list of tensors.
             proposals_per_fpn_level_per_image = {
                 level_name: prop[_idx]
-                for level_name, prop in output_dict["proposals"].items()
+                for level_name, prop in proposals_per_fpn_level.items()
             }
             proposals_per_image = self._cat_across_fpn_levels(
                 proposals_per_fpn_level_per_image, dim=0
@@ -1067,9 +1088,9 @@ class FasterRCNN(nn.Module):
         """
         Convert a dict of tensors across FPN levels {"p3", "p4", "p5"} to a
         single tensor. Values could be anything - batches of image features,
-        GT targets, etc.
+        GT targets, etc. Same as the module-level `cat_across_fpn_levels`.
         """
-        return torch.cat(list(dict_with_fpn_levels.values()), dim=dim)
+        return cat_across_fpn_levels(dict_with_fpn_levels, dim=dim)
 
     @staticmethod
     def _cat_per_image(

@@ -93,6 +93,26 @@ def test_training_losses_at_initialization(image_size, batch_size):
     assert detector.rpn.pred_net.pred_obj.weight.grad is not None
 
 
+
+def test_second_stage_classifies_proposals_and_gt_boxes():
+    """In training the classifier sees every RPN proposal and every GT box."""
+    detector = make_detector().train()
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 3, 160, 160, generator=g)
+    gt = make_gt(2, 160, g)
+    with torch.no_grad():
+        feats = detector.backbone(images)
+        rpn_out = detector.rpn(feats, detector.backbone.fpn_strides, gt)
+    num_proposals = sum(len(p) for per_image in rpn_out["proposals"].values() for p in per_image)
+    rows = []
+    hook = detector.cls_pred.register_forward_hook(lambda m, inp, out: rows.append(len(out)))
+    try:
+        detector(images, gt)
+    finally:
+        hook.remove()
+    assert rows == [num_proposals + int((gt[:, :, 4] != -1).sum())]
+
+
 @pytest.mark.parametrize("image_size", [224, 160])
 def test_inference_outputs(image_size):
     detector = make_detector().eval()

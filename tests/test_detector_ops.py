@@ -13,6 +13,7 @@ from common import get_fpn_location_coords, nms
 from two_stage_detector import (
     generate_fpn_anchors,
     iou,
+    mix_gt_with_proposals,
     rcnn_apply_deltas_to_anchors,
     rcnn_get_deltas_from_anchors,
 )
@@ -124,6 +125,55 @@ class TestDeltas:
         assert torch.isfinite(deltas[[0, 3]]).all()
         assert (deltas[[1, 2]] == -1e8).all()
         assert (deltas[[0, 3]] > -1e7).all()
+
+
+# ---------------------------------------------------- GT mixed with proposals
+def square(x, y, side):
+    return [x, y, x + side, y + side]
+
+
+class TestMixGtWithProposals:
+    # FPN paper, Equation (1) with k0 = 5 and canonical size 224, clamped to
+    # p3..p5: side 224 -> p5, 223 and 112 -> p4, 111 -> p3, 20 -> p3, 500 -> p5.
+    def test_hand_computed_levels(self):
+        proposals = {
+            "p3": [torch.zeros(2, 4), torch.zeros(0, 4)],
+            "p4": [torch.ones(1, 4), torch.ones(3, 4)],
+            "p5": [torch.zeros(0, 4), torch.full((1, 4), 2.0)],
+        }
+        gt = torch.full((2, 4, 5), -1.0)
+        gt[0, 0] = torch.tensor(square(0, 0, 224) + [1])
+        gt[0, 1] = torch.tensor(square(5, 5, 111) + [0])
+        gt[0, 2] = torch.tensor(square(1, 2, 112) + [2])
+        gt[1, 0] = torch.tensor(square(3, 3, 20) + [0])
+        gt[1, 1] = torch.tensor(square(0, 0, 500) + [4])
+        gt[1, 2] = torch.tensor(square(7, 7, 223) + [3])
+        mixed = mix_gt_with_proposals(proposals, gt)
+        expected = {
+            "p3": [[[0.0] * 4] * 2 + [square(5, 5, 111)], [square(3, 3, 20)]],
+            "p4": [[[1.0] * 4, square(1, 2, 112)], [[1.0] * 4] * 3 + [square(7, 7, 223)]],
+            "p5": [[square(0, 0, 224)], [[2.0] * 4, square(0, 0, 500)]],
+        }
+        assert mixed.keys() == expected.keys()
+        for level, per_image in expected.items():
+            assert [m.tolist() for m in mixed[level]] == per_image, level
+
+    def test_input_is_left_unchanged(self):
+        props = [torch.zeros(2, 4), torch.ones(1, 4)]
+        proposals = {"p3": list(props), "p4": [torch.zeros(0, 4)] * 2, "p5": [torch.zeros(0, 4)] * 2}
+        gt = torch.full((2, 2, 5), -1.0)
+        gt[0, 0] = torch.tensor(square(0, 0, 30) + [0])  # p3
+        gt[1, 0] = torch.tensor(square(0, 0, 40) + [1])  # p3
+        mixed = mix_gt_with_proposals(proposals, gt)
+        assert [len(p) for p in mixed["p3"]] == [3, 2]
+        assert all(a is b for a, b in zip(proposals["p3"], props))
+        assert [len(p) for p in proposals["p3"]] == [2, 1]
+
+    def test_images_without_gt(self):
+        proposals = {k: [torch.ones(1, 4), torch.ones(2, 4)] for k in ("p3", "p4", "p5")}
+        mixed = mix_gt_with_proposals(proposals, torch.full((2, 3, 5), -1.0))
+        for level in proposals:
+            assert [m.tolist() for m in mixed[level]] == [p.tolist() for p in proposals[level]]
 
 
 # ------------------------------------------------------------------ anchors
