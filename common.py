@@ -15,6 +15,10 @@ from torch.nn import functional as F
 from torchvision import models
 from torchvision.models import feature_extraction
 
+# Total stride of every FPN level of `DetectorBackboneWithFPN`: a location of
+# level "pK" covers a `2**K x 2**K` cell of the input image.
+FPN_STRIDES = {"p3": 8, "p4": 16, "p5": 32}
+
 
 def hello_common():
     print("Hello from common.py!")
@@ -54,7 +58,7 @@ class DetectorBackboneWithFPN(nn.Module):
     Detection backbone network: a tiny RegNet model coupled with a Feature
     Pyramid Network (FPN). This model takes in batches of input images with
     shape `(B, 3, H, W)` and gives features from three different FPN levels
-    with shapes and total strides up to that level:
+    with shapes and total strides up to that level (`FPN_STRIDES`):
 
         - level p3: (out_channels, H /  8, W /  8)      stride =  8
         - level p4: (out_channels, H / 16, W / 16)      stride = 16
@@ -138,7 +142,7 @@ class DetectorBackboneWithFPN(nn.Module):
         are invariant to input image size. You may access these values freely
         to implement your logic in Faster R-CNN.
         """
-        return {"p3": 8, "p4": 16, "p5": 32}
+        return dict(FPN_STRIDES)
 
     def forward(self, images: torch.Tensor):
 

@@ -11,9 +11,48 @@ from torch.nn import functional as F
 # Short hand type notation:
 TensorDict = Dict[str, torch.Tensor]
 
+# Sentinel rows of matched GT boxes (see `rcnn_match_anchors_to_gt`): an
+# anchor (or proposal) matched with no GT box gets a row of all `BACKGROUND`
+# if it is background, of all `NEUTRAL` if it is neutral (neither foreground
+# nor background: never used for training). GT boxes from the dataloader are
+# padded with rows of -1 too (class -1), and box deltas of background and
+# neutral anchors are all `NEUTRAL` (see `rcnn_get_deltas_from_anchors`).
+BACKGROUND = -1
+NEUTRAL = -1e8
+
+# FPN level assignment of boxes (Equation (1) of the FPN paper): a box of the
+# canonical ImageNet size `FPN_CANONICAL_SIZE` (224 x 224) goes to level
+# `FPN_CANONICAL_LEVEL` (k0 = 5, p5), each halving of its size one level finer.
+FPN_CANONICAL_SIZE = 224
+FPN_CANONICAL_LEVEL = 5
+
 
 def hello_two_stage_detector():
     print("Hello from two_stage_detector.py!")
+
+
+def assign_fpn_level(
+    boxes: torch.Tensor, min_level: int = 3, max_level: int = 5
+) -> torch.Tensor:
+    """
+    FPN level of every box by Equation (1) of the FPN paper:
+    `floor(5 + log2(sqrt(area) / 224))` (with `FPN_CANONICAL_LEVEL` and
+    `FPN_CANONICAL_SIZE`), clamped to `[min_level, max_level]`. The defaults
+    are the levels p3 to p5 of `DetectorBackboneWithFPN`.
+
+    Args:
+        boxes: Tensor of shape `(..., 4 or more)`, XYXY boxes in absolute
+            co-ordinates in the first four columns (others are ignored).
+
+    Returns:
+        torch.Tensor
+            `int64` tensor of shape `boxes.shape[:-1]`: level `K` means "pK".
+    """
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    level = torch.floor(
+        FPN_CANONICAL_LEVEL + torch.log2(torch.sqrt(area) / FPN_CANONICAL_SIZE)
+    )
+    return torch.clamp(level, min=min_level, max=max_level).to(torch.int64)
 
 
 def cat_across_fpn_levels(
@@ -312,8 +351,8 @@ def rcnn_match_anchors_to_gt(
 
     # If no GT boxes are available, match all anchors to background and return.
     if len(gt_boxes) == 0:
-        fake_boxes = torch.zeros_like(anchor_boxes) - 1
-        fake_class = torch.zeros_like(anchor_boxes[:, [0]]) - 1
+        fake_boxes = torch.zeros_like(anchor_boxes) + BACKGROUND
+        fake_class = torch.zeros_like(anchor_boxes[:, [0]]) + BACKGROUND
         return torch.cat([fake_boxes, fake_class], dim=1)
 
     # Match matrix => pairwise IoU of anchors (rows) and GT boxes (columns).
@@ -325,13 +364,13 @@ def rcnn_match_anchors_to_gt(
     matched_gt_boxes = gt_boxes[matched_idxs]
 
     # Set boxes with low IoU threshold to background (-1).
-    matched_gt_boxes[match_quality <= iou_thresholds[0]] = -1
+    matched_gt_boxes[match_quality <= iou_thresholds[0]] = BACKGROUND
 
     # Set remaining boxes to neutral (-1e8).
     neutral_idxs = (match_quality > iou_thresholds[0]) & (
         match_quality < iou_thresholds[1]
     )
-    matched_gt_boxes[neutral_idxs, :] = -1e8
+    matched_gt_boxes[neutral_idxs, :] = NEUTRAL
     return matched_gt_boxes
 
 
@@ -373,12 +412,12 @@ def rcnn_get_deltas_from_anchors(
     # Background rows are all -1 and neutral rows all -1e8: log() of their
     # "sizes" would be meaningless, so only divide/log foreground rows.
     coords = gt_boxes[:, :4]
-    ignore = (coords == -1).all(dim=1) | (coords == -1e8).all(dim=1)  # (N,)
+    ignore = (coords == BACKGROUND).all(dim=1) | (coords == NEUTRAL).all(dim=1)  # (N,)
     gt_wh = torch.where(ignore[:, None], anchor_wh, gt_wh)
     deltas = torch.cat(
         [(gt_ctr - anchor_ctr) / anchor_wh, torch.log(gt_wh / anchor_wh)], dim=1
     )  # (N, 4)
-    deltas[ignore] = -1e8
+    deltas[ignore] = NEUTRAL
     ### END SOLUTION
     ##########################################################################
     #                             END OF YOUR CODE                           #
@@ -455,7 +494,7 @@ def sample_rpn_training(
             fewer. Use these to index anchors, GT boxes, and model predictions.
     """
     foreground = (gt_boxes[:, 4] >= 0).nonzero().squeeze(1)
-    background = (gt_boxes[:, 4] == -1).nonzero().squeeze(1)
+    background = (gt_boxes[:, 4] == BACKGROUND).nonzero().squeeze(1)
 
     # Protect against not enough foreground examples.
     num_fg = min(int(num_samples * fg_fraction), foreground.numel())
@@ -500,6 +539,7 @@ def mix_gt_with_proposals(
     mixed_per_fpn_level = {
         level_name: list(props) for level_name, props in proposals_per_fpn_level.items()
     }
+    level_ids = [int(level_name[1:]) for level_name in mixed_per_fpn_level]
     for _idx, _gtb in enumerate(gt_boxes):
 
         # Filter empty GT boxes:
@@ -508,17 +548,16 @@ def mix_gt_with_proposals(
             continue
 
         # Compute FPN level assignments for each GT box. This follows Equation (1)
-        # of FPN paper (k0 = 5). `level_assn` has `(M, )` integers, one of {3,4,5}
-        _gt_area = (_gtb[:, 2] - _gtb[:, 0]) * (_gtb[:, 3] - _gtb[:, 1])
-        level_assn = torch.floor(5 + torch.log2(torch.sqrt(_gt_area) / 224))
-        level_assn = torch.clamp(level_assn, min=3, max=5).to(torch.int64)
+        # of FPN paper (k0 = 5). `level_assn` has `(M, )` integers, one of the
+        # levels of the dict's keys: {3, 4, 5} for {"p3", "p4", "p5"}.
+        level_assn = assign_fpn_level(_gtb, min(level_ids), max(level_ids))
 
         for level_name, _props in mixed_per_fpn_level.items():
             _prop = _props[_idx]
 
             # Get GT boxes of this image that match level scale, and append them
             # to proposals.
-            _gt_boxes_fpn_subset = _gtb[level_assn == int(level_name[1])]
+            _gt_boxes_fpn_subset = _gtb[level_assn == int(level_name[1:])]
             if len(_gt_boxes_fpn_subset) > 0:
                 _props[_idx] = torch.cat(
                     # Remove class label since proposals don't have it:
@@ -550,6 +589,7 @@ class RPN(nn.Module):
         nms_thresh: float = 0.7,
         pre_nms_topk: int = 400,
         post_nms_topk: int = 100,
+        fg_fraction: float = 0.5,
     ):
         """
         Args:
@@ -561,6 +601,11 @@ class RPN(nn.Module):
                 NMS, per FPN level. This helps in speeding up NMS.
             post_nms_topk: Number of top-K proposals to select after applying
                 NMS, per FPN level. NMS is obviously going to be class-agnostic.
+            fg_fraction: At most this fraction of the sampled anchors are
+                foreground (`sample_rpn_training`); default 0.5: 50-50%
+                foreground/background, unless there aren't enough foreground.
+            anchor_iou_thresholds: (low, high) IoU thresholds of the matching
+                of anchors with GT boxes (see `rcnn_match_anchors_to_gt`).
 
         Refer explanations of remaining args in the classes/functions above.
         """
@@ -576,6 +621,7 @@ class RPN(nn.Module):
         self.nms_thresh = nms_thresh
         self.pre_nms_topk = pre_nms_topk
         self.post_nms_topk = post_nms_topk
+        self.fg_fraction = fg_fraction
 
     def forward(
         self,
@@ -693,7 +739,7 @@ class RPN(nn.Module):
         #      `matched_gt_boxes` to `sample_rpn_training` function and
         #      use those indices to get subset of predictions and targets.
         #      RPN samples 50-50% foreground/background anchors, unless
-        #      there aren't enough foreground anchors.
+        #      there aren't enough foreground anchors (`self.fg_fraction`).
         #
         #   2. Compute GT targets for box regression (you have implemented
         #      the transformation function already).
@@ -706,7 +752,9 @@ class RPN(nn.Module):
         # Replace "pass" statement with your code
         ### BEGIN SOLUTION
         fg_idx, bg_idx = sample_rpn_training(
-            matched_gt_boxes, self.batch_size_per_image * num_images, 0.5
+            matched_gt_boxes,
+            self.batch_size_per_image * num_images,
+            self.fg_fraction,
         )
         sampled_idx = torch.cat([fg_idx, bg_idx])  # (S,)
         sampled_gt_boxes = matched_gt_boxes[sampled_idx]  # (S, 5)
@@ -720,7 +768,7 @@ class RPN(nn.Module):
         loss_box = F.l1_loss(
             pred_boxreg_deltas[sampled_idx], gt_deltas, reduction="none"
         )  # (S, 4)
-        loss_box[gt_deltas == -1e8] = 0.0
+        loss_box[gt_deltas == NEUTRAL] = 0.0
         ### END SOLUTION
         ######################################################################
         #                           END OF YOUR CODE                         #
@@ -843,6 +891,20 @@ class FasterRCNN(nn.Module):
     proposals are the final boxes, and the second stage only classifies them.
     The classifier predicts `num_classes + 1` logits per proposal (background
     included) and is trained with cross-entropy on a sample of proposals.
+
+    Args:
+        backbone: `DetectorBackboneWithFPN` giving FPN features (p3, p4, p5).
+        rpn: `RPN` giving proposals (and its losses during training).
+        stem_channels: Output channels of the 3x3 convs of the classifier stem.
+        num_classes: Number of object classes `C`, background excluded.
+        batch_size_per_image: Proposals per image to sample for training the
+            classifier.
+        roi_size: `(height, width)` of RoI-aligned features of a proposal.
+        fg_fraction: At most this fraction of the sampled proposals are
+            foreground (`sample_rpn_training`); default 0.25.
+        proposal_iou_thresholds: (low, high) IoU thresholds of the matching
+            of proposals with GT boxes (see `rcnn_match_anchors_to_gt`);
+            default (0.5, 0.5): IoU > 0.5 is foreground, otherwise background.
     """
 
     def __init__(
@@ -853,6 +915,8 @@ class FasterRCNN(nn.Module):
         num_classes: int,
         batch_size_per_image: int,
         roi_size: Tuple[int, int] = (7, 7),
+        fg_fraction: float = 0.25,
+        proposal_iou_thresholds: Tuple[float, float] = (0.5, 0.5),
     ):
         super().__init__()
         self.backbone = backbone
@@ -860,6 +924,8 @@ class FasterRCNN(nn.Module):
         self.num_classes = num_classes
         self.roi_size = roi_size
         self.batch_size_per_image = batch_size_per_image
+        self.fg_fraction = fg_fraction
+        self.proposal_iou_thresholds = proposal_iou_thresholds
 
         ######################################################################
         # TODO: Create a stem of alternating 3x3 convolution layers and RELU
@@ -1014,8 +1080,9 @@ class FasterRCNN(nn.Module):
         ######################################################################
         # Match the RPN proposals with provided GT boxes and append to
         # `matched_gt_boxes`. Use `rcnn_match_anchors_to_gt` with IoU threshold
-        # such that IoU > 0.5 is foreground, otherwise background.
-        # There are no neutral proposals in second-stage.
+        # such that IoU > 0.5 is foreground, otherwise background
+        # (`self.proposal_iou_thresholds`). There are no neutral proposals in
+        # second-stage.
         ######################################################################
         matched_gt_boxes = []
         for _idx in range(len(gt_boxes)):
@@ -1032,7 +1099,9 @@ class FasterRCNN(nn.Module):
             ### BEGIN SOLUTION
             matched_gt_boxes.append(
                 rcnn_match_anchors_to_gt(
-                    proposals_per_image, gt_boxes_per_image, (0.5, 0.5)
+                    proposals_per_image,
+                    gt_boxes_per_image,
+                    self.proposal_iou_thresholds,
                 )
             )
             ### END SOLUTION
@@ -1048,8 +1117,9 @@ class FasterRCNN(nn.Module):
         #   1. Sample a few RPN proposals, like you sampled 50-50% anchor boxes
         #      to train RPN objectness classifier. However this time, sample
         #      such that ~25% RPN proposals are foreground, and the rest are
-        #      background. Faster R-CNN performed such weighted sampling to
-        #      deal with class imbalance, before Focal Loss was published.
+        #      background (`self.fg_fraction`). Faster R-CNN performed such
+        #      weighted sampling to deal with class imbalance, before Focal
+        #      Loss was published.
         #
         #   2. Use these indices to get GT class labels from `matched_gt_boxes`
         #      and obtain the corresponding logits predicted by classifier.
@@ -1066,7 +1136,9 @@ class FasterRCNN(nn.Module):
         # Replace "pass" statement with your code
         ### BEGIN SOLUTION
         fg_idx, bg_idx = sample_rpn_training(
-            matched_gt_boxes, self.batch_size_per_image * num_images, 0.25
+            matched_gt_boxes,
+            self.batch_size_per_image * num_images,
+            self.fg_fraction,
         )
         sampled_idx = torch.cat([fg_idx, bg_idx])  # (S,)
         gt_classes = matched_gt_boxes[sampled_idx, 4].long() + 1  # (S,)

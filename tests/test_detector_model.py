@@ -113,6 +113,41 @@ def test_second_stage_classifies_proposals_and_gt_boxes():
     assert rows == [num_proposals + int((gt[:, :, 4] != -1).sum())]
 
 
+
+def test_sampling_and_matching_settings_reach_the_losses(monkeypatch):
+    """The constructors' fg_fraction and proposal_iou_thresholds are the ones
+    used, and the defaults are the course's (RPN 0.5; second stage 0.25 and
+    IoU 0.5)."""
+    import two_stage_detector as tsd
+
+    fractions, thresholds = [], []
+    sample, match = tsd.sample_rpn_training, tsd.rcnn_match_anchors_to_gt
+
+    def record_sample(gt_boxes, num_samples, fg_fraction):
+        fractions.append(fg_fraction)
+        return sample(gt_boxes, num_samples, fg_fraction)
+
+    def record_match(anchor_boxes, gt_boxes, iou_thresholds):
+        thresholds.append(tuple(iou_thresholds))
+        return match(anchor_boxes, gt_boxes, iou_thresholds)
+
+    monkeypatch.setattr(tsd, "sample_rpn_training", record_sample)
+    monkeypatch.setattr(tsd, "rcnn_match_anchors_to_gt", record_match)
+    g = torch.Generator().manual_seed(2)
+    images, gt = torch.randn(1, 3, 160, 160, generator=g), make_gt(1, 160, g)
+    make_detector().train()(images, gt)
+    assert fractions == [0.5, 0.25] and thresholds == [(0.3, 0.6), (0.5, 0.5)]
+
+    fractions.clear(), thresholds.clear()
+    torch.manual_seed(0)
+    backbone = DetectorBackboneWithFPN(16, pretrained=False)
+    rpn = RPN(16, [16], batch_size_per_image=8, anchor_iou_thresholds=(0.2, 0.7), fg_fraction=0.4)
+    detector = FasterRCNN(backbone, rpn, [16], NUM_CLASSES, batch_size_per_image=8, fg_fraction=0.1,
+                          proposal_iou_thresholds=(0.4, 0.6))
+    detector.train()(images, gt)
+    assert fractions == [0.4, 0.1] and thresholds == [(0.2, 0.7), (0.4, 0.6)]
+
+
 @pytest.mark.parametrize("image_size", [224, 160])
 def test_inference_outputs(image_size):
     detector = make_detector().eval()

@@ -11,6 +11,7 @@ from torchvision.models.detection._utils import BoxCoder
 
 from common import get_fpn_location_coords, nms
 from two_stage_detector import (
+    assign_fpn_level,
     generate_fpn_anchors,
     iou,
     mix_gt_with_proposals,
@@ -168,6 +169,18 @@ class TestMixGtWithProposals:
         assert [len(p) for p in mixed["p3"]] == [3, 2]
         assert all(a is b for a, b in zip(proposals["p3"], props))
         assert [len(p) for p in proposals["p3"]] == [2, 1]
+
+    def test_assign_fpn_level(self):
+        # sqrt(area) 224 -> 5, 223.9 -> 4, 112 -> 4, 111.9 -> 3, 56 -> 3,
+        # 448 -> 6 (clamped to 5), 28 -> 2 (clamped to 3); a 0 x 0 box -> 3.
+        sides = [224.0, 223.9, 112.0, 111.9, 56.0, 448.0, 28.0, 0.0]
+        boxes = torch.tensor([[10.0, 20.0, 10.0 + a, 20.0 + a] for a in sides])
+        assert assign_fpn_level(boxes).tolist() == [5, 4, 4, 3, 3, 5, 3, 3]
+        assert assign_fpn_level(boxes, 2, 6).tolist() == [5, 4, 4, 3, 3, 6, 2, 2]
+        # Non-square: only the area counts; extra columns and batch dims are fine.
+        wide = torch.tensor([[[0.0, 0.0, 448.0, 112.0, 7.0]]])  # sqrt(area) = 224
+        assert assign_fpn_level(wide).tolist() == [[5]]
+        assert assign_fpn_level(wide).dtype == torch.int64
 
     def test_images_without_gt(self):
         proposals = {k: [torch.ones(1, 4), torch.ones(2, 4)] for k in ("p3", "p4", "p5")}
