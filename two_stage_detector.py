@@ -213,7 +213,7 @@ def generate_fpn_anchors(
             shape `(H * W, 2)` where H, W is the size of FPN feature map.
         strides_per_fpn_level: Dictionary of same keys as above, each with an
             integer value giving the stride of corresponding FPN level.
-            See `common.py` for more details.
+            See `DetectorBackboneWithFPN.fpn_strides` in `common.py`.
         stride_scale: Size of square anchor at every FPN levels will be
             `(this value) * (FPN level stride)`. `RPN` passes its
             `anchor_stride_scale` (default 8), which makes anchor boxes of
@@ -522,7 +522,7 @@ def mix_gt_with_proposals(
 
     Args:
         proposals_per_fpn_level: Dict of proposals per FPN level, per image in
-            batch. These are same as outputs from `RPN.forward()` method.
+            batch. These are the "proposals" of the output of `RPN.forward()`.
         gt_boxes: Tensor of shape `(B, M, 5)` giving GT boxes per image in
             batch, with GT class label (rows of -1 are padding, ignored).
 
@@ -594,6 +594,8 @@ class RPN(nn.Module):
         """
         Args:
             batch_size_per_image: Anchors per image to sample for training.
+            anchor_iou_thresholds: (low, high) IoU thresholds of the matching
+                of anchors with GT boxes (see `rcnn_match_anchors_to_gt`).
             nms_thresh: IoU threshold for the NMS on proposals. It is used
                 during both, training and inference: the second stage takes
                 the RPN's proposals in both.
@@ -604,8 +606,6 @@ class RPN(nn.Module):
             fg_fraction: At most this fraction of the sampled anchors are
                 foreground (`sample_rpn_training`); default 0.5: 50-50%
                 foreground/background, unless there aren't enough foreground.
-            anchor_iou_thresholds: (low, high) IoU thresholds of the matching
-                of anchors with GT boxes (see `rcnn_match_anchors_to_gt`).
 
         Refer explanations of remaining args in the classes/functions above.
         """
@@ -626,14 +626,15 @@ class RPN(nn.Module):
     def forward(
         self,
         feats_per_fpn_level: TensorDict,
-        strides_per_fpn_level: TensorDict,
+        strides_per_fpn_level: Dict[str, int],
         gt_boxes: Optional[torch.Tensor] = None,
     ):
         # Get batch size from FPN feats:
         num_images = feats_per_fpn_level["p3"].shape[0]
 
         ######################################################################
-        # TODO: Implement the training forward pass. Follow these steps:
+        # TODO: Implement the first part of the forward pass (training and
+        # inference alike). Follow these steps:
         #   1. Pass the FPN features per level to the RPN prediction network.
         #   2. Generate anchor boxes for all FPN levels.
         #
@@ -805,7 +806,7 @@ class RPN(nn.Module):
                     anchor boxes for the second stage.
         """
 
-        # Gather proposals from all FPN levels in this list.
+        # Gather proposals from all FPN levels in this dict.
         proposals_all_levels = {
             level_name: None for level_name, _ in anchors_per_fpn_level.items()
         }
@@ -887,10 +888,11 @@ class FasterRCNN(nn.Module):
     """
     Faster R-CNN detector: this module combines backbone, RPN, ROI predictors.
 
-    Unlike Faster R-CNN, the second stage has no box regression: the RPN
-    proposals are the final boxes, and the second stage only classifies them.
-    The classifier predicts `num_classes + 1` logits per proposal (background
-    included) and is trained with cross-entropy on a sample of proposals.
+    Unlike the original Faster R-CNN, the second stage has no box regression:
+    the RPN proposals are the final boxes, and the second stage only classifies
+    them. The classifier predicts `num_classes + 1` logits per proposal
+    (background included) and is trained with cross-entropy on a sample of
+    proposals.
 
     Args:
         backbone: `DetectorBackboneWithFPN` giving FPN features (p3, p4, p5).
