@@ -20,14 +20,18 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
+from a4_helper import PALETTE
+
 FPN_STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 ASPECT_RATIO_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 # Anchor labels in `explore_anchors(...)["labels"]`.
 FOREGROUND, NEUTRAL, BACKGROUND = 1, 0, -1
 LABEL_NAMES = {FOREGROUND: "foreground", NEUTRAL: "neutral", BACKGROUND: "background"}
-LABEL_COLORS = {FOREGROUND: "#00c853", NEUTRAL: "#ff9100", BACKGROUND: "#e53935"}
-GT_COLOR = "#ffd600"
+# The kit's one palette (a4_helper.PALETTE), as in every notebook's pictures.
+LABEL_COLORS = {FOREGROUND: PALETTE["foreground"], NEUTRAL: PALETTE["neutral"],
+                BACKGROUND: PALETTE["background"]}
+GT_COLOR = PALETTE["gt"]
 
 
 def _check_settings(level, stride_scale, aspect_ratios, iou_thresholds):
@@ -334,11 +338,13 @@ class AnchorExplorer:
         for name, control in self.controls.items():
             control.add_class(f"anchor-explorer-{name.replace('_', '-')}")
         self.output = widgets.interactive_output(self._render, self.controls)
-        self.output.layout = widgets.Layout(min_width="580px")
+        # Controls above the picture: the explorer fits a notebook column of
+        # 560 px (a JupyterLab window of 1400 px with the file browser open).
+        self.output.layout = widgets.Layout(width="560px")
         self.output.add_class("anchor-explorer-output")
         controls = widgets.VBox(list(self.controls.values()),
-                                layout=widgets.Layout(min_width="480px", width="480px"))
-        self.widget = widgets.VBox([widgets.HBox([controls, self.output])])
+                                layout=widgets.Layout(width="480px"))
+        self.widget = widgets.VBox([controls, self.output])
         self.widget.add_class("anchor-explorer")
 
     def _render(self, level, stride_scale, aspect_ratios, center_x, center_y, iou_thresholds):

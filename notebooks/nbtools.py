@@ -372,3 +372,72 @@ def draw_fpn_locations(image, locations_per_fpn_level, figsize=(12, 4)):
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def show_ground_truth(dataset, index: int, ax=None):
+    """
+    Draw item `index` of a `VOC2007DetectionTiny` with its GT boxes and, dashed
+    in grey, its *difficult* objects (left out of `gt_boxes`: a detector is
+    neither asked to find them nor punished for finding them).
+
+    Returns:
+        matplotlib Figure.
+    """
+    from matplotlib.lines import Line2D
+
+    from a4_helper import PALETTE, _add_box, detection_visualizer
+
+    path, image, gt_boxes = dataset[index]
+    difficult = dataset.difficult_boxes(index)
+    difficult = difficult[difficult[:, 4] >= 0]
+    fig = detection_visualizer(image, dataset.class_names, gt_boxes=gt_boxes, ax=ax,
+                               title=os.path.basename(path))
+    ax = fig.axes[0] if ax is None else ax
+    for box in difficult.tolist():
+        _add_box(ax, box, PALETTE["difficult"], linewidth=1.5, linestyle=":",
+                 label=f"difficult {dataset.class_names[int(box[4])]}", text_colour="black")
+    handles = [Line2D([], [], color=PALETTE["gt"], ls="--", label="GT")]
+    if len(difficult):
+        handles.append(Line2D([], [], color=PALETTE["difficult"], ls=":", label="difficult (not GT)"))
+    ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
+    return fig
+
+
+@torch.no_grad()
+def ranked_proposals(anchors, obj_logits, deltas, proposals_after, image_size, pre_nms_topk: int,
+                     topk: int = 10):
+    """
+    The RPN's proposals of image 0 before and after NMS, each ranked by
+    objectness over ALL FPN levels together (the RPN keeps and returns them
+    level by level), cut to the `topk` best.
+
+    Args:
+        anchors, obj_logits, deltas: what `RPN.forward` hands to
+            `predict_proposals` (dicts per level; batch index 0 is used).
+        proposals_after: `predict_proposals`' result, {level: [boxes of image 0, ...]}.
+        image_size: `(W, H)`.
+        pre_nms_topk: the RPN's `pre_nms_topk`.
+
+    Returns:
+        `(before (k, 4), after (k', 4))`, best first.
+    """
+    boxes_before, logits_before, boxes_after, logits_after = [], [], [], []
+    for level in anchors:
+        boxes, logits = proposals_before_nms(anchors[level], obj_logits[level][0], deltas[level][0],
+                                             image_size, pre_nms_topk)
+        boxes_before.append(boxes)
+        logits_before.append(logits)
+        kept = proposals_after[level][0].to(boxes.device).reshape(-1, 4)
+        if len(kept) and len(boxes):
+            # The logit of each kept proposal: that of its box before NMS.
+            nearest = torch.cdist(kept.float(), boxes.float(), p=1).argmin(dim=1)
+            logits_after.append(logits[nearest])
+        else:
+            logits_after.append(logits.new_zeros(len(kept)))
+        boxes_after.append(kept)
+
+    def top(boxes, logits):
+        boxes, logits = torch.cat(boxes), torch.cat(logits)
+        return boxes[logits.argsort(descending=True)[:topk]].cpu()
+
+    return top(boxes_before, logits_before), top(boxes_after, logits_after)
