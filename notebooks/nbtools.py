@@ -106,8 +106,11 @@ class _Check:
 _CURRENT: List[_Check] = []
 
 
-def _needs_text(names) -> str:
-    return ", ".join(todos.describe(n) for n in names)
+def _needs_text(names, most: int = 2) -> str:
+    text = ", ".join(todos.describe(n) for n in names[:most])
+    if len(names) > most:
+        text += f" and {len(names) - most} more TODO{'s' if len(names) - most > 1 else ''} before it"
+    return text
 
 
 def _error_line(error: BaseException) -> str:
@@ -144,7 +147,7 @@ def self_check(name: str):
     if name in missing:
         check.verdict = f"NOT DONE  {todos.describe(name)}: still the stub - implement the TODO"
         if before:
-            check.verdict += f" (it needs {_needs_text(before)} first)"
+            check.verdict += f"; first {_needs_text(before, 1)}"
     elif before:
         check.verdict = f"NEEDS  {_needs_text(before)} first (for {todos.describe(name)})"
     yield from _run(check)
