@@ -36,15 +36,15 @@ _FPN = ("fpn_init", "fpn_forward")
 _RPN_NET = ("rpn_pred_net_stem", "rpn_pred_net_heads", "rpn_pred_net_forward")
 _LIST = [
     Todo("fpn_init", "common.py", "DetectorBackboneWithFPN.__init__",
-         "DetectorBackboneWithFPN.__init__ (the FPN convs)"),
+         "DetectorBackboneWithFPN.__init__: the FPN convs"),
     Todo("fpn_forward", "common.py", "DetectorBackboneWithFPN.forward",
          "DetectorBackboneWithFPN.forward", ("fpn_init",)),
     Todo("fpn_location_coords", "common.py", "get_fpn_location_coords", "get_fpn_location_coords"),
     Todo("nms", "common.py", "nms", "nms"),
     Todo("rpn_pred_net_stem", "two_stage_detector.py", "RPNPredictionNetwork.__init__",
-         "RPNPredictionNetwork.__init__ (the stem)"),
+         "RPNPredictionNetwork.__init__: the stem"),
     Todo("rpn_pred_net_heads", "two_stage_detector.py", "RPNPredictionNetwork.__init__",
-         "RPNPredictionNetwork.__init__ (the heads)", ("rpn_pred_net_stem",)),
+         "RPNPredictionNetwork.__init__: the heads", ("rpn_pred_net_stem",)),
     Todo("rpn_pred_net_forward", "two_stage_detector.py", "RPNPredictionNetwork.forward",
          "RPNPredictionNetwork.forward", ("rpn_pred_net_stem", "rpn_pred_net_heads")),
     Todo("generate_fpn_anchors", "two_stage_detector.py", "generate_fpn_anchors", "generate_fpn_anchors"),
@@ -54,25 +54,25 @@ _LIST = [
     Todo("rcnn_apply_deltas_to_anchors", "two_stage_detector.py", "rcnn_apply_deltas_to_anchors",
          "rcnn_apply_deltas_to_anchors"),
     Todo("rpn_forward_anchors", "two_stage_detector.py", "RPN.forward",
-         "RPN.forward (predictions and anchors)",
+         "RPN.forward: predictions and anchors",
          (*_FPN, *_RPN_NET, "fpn_location_coords", "generate_fpn_anchors")),
     Todo("rpn_forward_matching", "two_stage_detector.py", "RPN.forward",
-         "RPN.forward (matching)", ("rpn_forward_anchors", "iou")),
+         "RPN.forward: matching", ("rpn_forward_anchors", "iou")),
     Todo("rpn_forward_loss", "two_stage_detector.py", "RPN.forward",
-         "RPN.forward (losses)", ("rpn_forward_matching", "rcnn_get_deltas_from_anchors")),
+         "RPN.forward: losses", ("rpn_forward_matching", "rcnn_get_deltas_from_anchors")),
     Todo("rpn_predict_proposals", "two_stage_detector.py", "RPN.predict_proposals",
          "RPN.predict_proposals", ("rcnn_apply_deltas_to_anchors",)),
     Todo("faster_rcnn_cls_stem", "two_stage_detector.py", "FasterRCNN.__init__",
-         "FasterRCNN.__init__ (the classifier stem)", ("fpn_init",)),
+         "FasterRCNN.__init__: the classifier stem", ("fpn_init",)),
     Todo("faster_rcnn_cls_head", "two_stage_detector.py", "FasterRCNN.__init__",
-         "FasterRCNN.__init__ (Flatten + Linear)", ("faster_rcnn_cls_stem",)),
+         "FasterRCNN.__init__: Flatten + Linear", ("faster_rcnn_cls_stem",)),
     Todo("faster_rcnn_roi_align", "two_stage_detector.py", "FasterRCNN.forward",
-         "FasterRCNN.forward (RoI-Align)",
+         "FasterRCNN.forward: RoI-Align",
          ("faster_rcnn_cls_head", "rpn_forward_anchors", "rpn_predict_proposals")),
     Todo("faster_rcnn_matching", "two_stage_detector.py", "FasterRCNN.forward",
-         "FasterRCNN.forward (matching)", ("faster_rcnn_roi_align", "rpn_forward_loss")),
+         "FasterRCNN.forward: matching", ("faster_rcnn_roi_align", "rpn_forward_loss")),
     Todo("faster_rcnn_loss", "two_stage_detector.py", "FasterRCNN.forward",
-         "FasterRCNN.forward (loss)", ("faster_rcnn_matching",)),
+         "FasterRCNN.forward: loss", ("faster_rcnn_matching",)),
     Todo("faster_rcnn_inference", "two_stage_detector.py", "FasterRCNN.inference",
          "FasterRCNN.inference", ("faster_rcnn_cls_head", "nms")),
 ]
@@ -154,6 +154,6 @@ def missing_needs(*names: str) -> List[str]:
 
 
 def describe(name: str) -> str:
-    """e.g. "iou (two_stage_detector.py)"."""
+    """e.g. "iou: two_stage_detector.py"."""
     todo = TODOS[name]
     return f"{todo.label} ({todo.file})"
