@@ -16,6 +16,7 @@ All computations call YOUR code: `get_fpn_location_coords` (common.py),
     explorer_overview(image, gt_boxes)              # static fallback Figure
 """
 import html
+import io
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -173,7 +174,7 @@ def format_counts(result: Dict) -> str:
         f"{result['stride_scale']} (1:1 anchor {result['stride_scale'] * result['stride']:g} px)",
         f"{grid_h}x{grid_w} locations x {len(result['aspect_ratios'])} ratios = {total} anchors",
         f"foreground {counts['foreground']} (IoU >= {high:.2f}) | neutral "
-        f"{counts['neutral']} | background {counts['background']} (IoU <= {low:.2f})",
+        f"{counts['neutral']} | background {counts['background']} (<= {low:.2f})",
         "anchors at location ({:.0f}, {:.0f}):".format(*result["center"]),
     ]
     for ratio, box, label, quality in zip(
@@ -349,7 +350,7 @@ class AnchorExplorer:
 
     def _render(self, level, stride_scale, aspect_ratios, center_x, center_y, iou_thresholds):
         import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import Image, display
 
         try:
             self.result = explore_anchors(
@@ -366,8 +367,12 @@ class AnchorExplorer:
         text = format_counts(self.result)
         print(text)
         fig = draw_explorer(self.image, self.gt_boxes, self.result, self.class_names)
-        display(fig)
+        # PNG bytes of our own: the inline backend's display of a figure made
+        # in a widget callback can come out blank.
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)
+        display(Image(data=buffer.getvalue(), format="png"))
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)

@@ -251,7 +251,10 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     else:
         raise AssertionError(f"the explorer did not update after moving the slider:\n{text_before}")
     wait_until_idle(page, timeout=60)
+    page.wait_for_function("() => { const i = document.querySelector('.anchor-explorer-output img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
     figure.evaluate("img => img.decode()")
+    page.wait_for_timeout(1000)
     text_after, counts_after = explorer_counts(page)
     shot_after = stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_after.png"))
 
@@ -272,8 +275,11 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     fig_before, fig_after = before.crop(crop), after.crop(crop)
     fig_before.save(SCREENSHOTS / "figure_before.png")
     fig_after.save(SCREENSHOTS / "figure_after.png")
-    # A real picture (not a blank box) ...
+    # Real pictures (not blank boxes) ...
     assert np.asarray(fig_before.convert("L"), dtype=float).std() > 20
+    info = page.evaluate("() => [...document.querySelectorAll('.anchor-explorer-output img')].map("
+                         "i => [i.naturalWidth, i.complete, JSON.stringify(i.getBoundingClientRect())])")
+    assert np.asarray(fig_after.convert("L"), dtype=float).std() > 20, f"the new figure is blank: {info} {crop}"
     # ... that changed: the dots and anchors of other labels.
     changed = region_change(fig_before, fig_after)
     assert changed > 0.005, f"only {changed:.4f} of the figure's pixels changed"

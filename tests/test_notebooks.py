@@ -203,7 +203,7 @@ class TestExploreAnchors:
         text = anchor_explorer.format_counts(result)
         assert "level p5, stride 32, stride_scale 2 (1:1 anchor 64 px)" in text
         assert "2x2 locations x 1 ratios = 4 anchors" in text
-        assert "foreground 1 (IoU >= 0.60) | neutral 2 | background 1 (IoU <= 0.30)" in text
+        assert "foreground 1 (IoU >= 0.60) | neutral 2 | background 1 (<= 0.30)" in text
 
 
 class TestExplorerFigures:
