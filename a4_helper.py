@@ -74,7 +74,12 @@ def _auto_device(device=None) -> torch.device:
 
 
 def _resolve_root(root: str) -> str:
-    """Relative `root` folders are taken relative to this file's folder."""
+    """
+    The kit's one rule for data paths: a relative path is relative to the
+    kit's folder (the one with this file), whatever the current folder is
+    (a notebook runs in `notebooks/`).
+    """
+    root = os.fspath(root)
     return root if os.path.isabs(root) else os.path.join(_HERE, root)
 
 
@@ -155,7 +160,9 @@ def default_dataset_dir(root: str = "data") -> Tuple[str, str]:
     """
     The dataset the kit trains on: PASCAL VOC 2007 if it is present under
     `root` (`root/VOCdevkit/VOC2007`), else the embedded shapes dataset,
-    built if needed.
+    built if needed. A relative `root` is relative to the kit's folder, as
+    for `VOC2007DetectionTiny`, so the default finds what
+    `VOC2007DetectionTiny("data", download=True)` fetched from any folder.
 
     Returns:
         (dataset_dir, name) with name "voc2007" or "shapes".
@@ -214,12 +221,16 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
             the rest is padded with rows of -1. At most 40 boxes are kept.
 
     Args:
-        dataset_dir: the VOC-layout folder (e.g. `VOCdevkit/VOC2007`), or a
-            folder that contains `VOCdevkit/VOC2007`.
+        dataset_dir: the VOC-layout folder (e.g. `data/VOCdevkit/VOC2007`), the
+            `VOCdevkit` folder itself, or a folder that contains
+            `VOCdevkit/VOC2007` (e.g. `data`). Relative paths are relative
+            to the kit's folder, not to the current folder.
         split: an `ImageSets/Main/{split}.txt` list: "train", "val" (or
             "trainval", "test" for VOC), "photos" for the bundled photos.
-        download: fetch VOC 2007 train/val through torchvision into
-            `dataset_dir` if it is missing (needs internet).
+        download: fetch VOC 2007 train/val through torchvision if it is
+            missing (needs internet, about 450 MB): into
+            `dataset_dir/VOCdevkit/VOC2007`, or next to it when `dataset_dir`
+            is a `VOCdevkit` or `VOC2007` folder.
         image_size: S.
         cache: None/False: decode JPEGs on every access. True: preprocess the
             split once into one uint8 tensor file under `data/cache/` (or the
@@ -276,25 +287,31 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
 
     @staticmethod
     def _find_layout(dataset_dir: str, split: str, download: bool) -> str:
-        candidates = [dataset_dir, os.path.join(dataset_dir, "VOCdevkit", "VOC2007")]
+        dataset_dir = os.path.normpath(_resolve_root(dataset_dir))
+        candidates = [dataset_dir, os.path.join(dataset_dir, "VOC2007"),
+                      os.path.join(dataset_dir, "VOCdevkit", "VOC2007")]
         for candidate in candidates:
             if os.path.exists(os.path.join(candidate, "ImageSets", "Main", f"{split}.txt")):
                 return candidate
+        # Where a download goes: the folder that holds VOCdevkit/.
+        base = dataset_dir
+        if os.path.basename(base) == "VOC2007":
+            base = os.path.dirname(base)
+        if os.path.basename(base) == "VOCdevkit":
+            base = os.path.dirname(base)
+        voc = os.path.join(base, "VOCdevkit", "VOC2007")
         if download:
             import torchvision
 
             # One archive holds VOC 2007 train and val (and their lists).
-            torchvision.datasets.VOCDetection(
-                dataset_dir, year="2007", image_set="trainval", download=True
-            )
-            voc = os.path.join(dataset_dir, "VOCdevkit", "VOC2007")
+            torchvision.datasets.VOCDetection(base, year="2007", image_set="trainval", download=True)
             if os.path.exists(os.path.join(voc, "ImageSets", "Main", f"{split}.txt")):
                 return voc
         raise FileNotFoundError(
             f"No VOC-layout split {split!r} (ImageSets/Main/{split}.txt) in {dataset_dir!r}. "
-            "For the embedded shapes data run `make data` (or call "
-            "a4_helper.ensure_shapes_dataset()); for PASCAL VOC 2007 (needs internet) run "
-            f"VOC2007DetectionTiny({dataset_dir!r}, split={split!r}, download=True)."
+            "For the embedded shapes data call a4_helper.ensure_shapes_dataset(); for PASCAL "
+            f"VOC 2007 (needs internet, about 450 MB, goes to {voc!r}) run "
+            f"VOC2007DetectionTiny({base!r}, split={split!r}, download=True)."
         )
 
     def __len__(self) -> int:
@@ -590,6 +607,15 @@ def _detections_on_difficult(
     return is_difficult[best] & (best_iou >= iou_thresh)
 
 
+def _underlying_dataset(dataset):
+    """The dataset inside wrappers such as `Subset` (followed through `.dataset`)."""
+    seen = 0
+    while dataset is not None and not hasattr(dataset, "difficult_boxes") and seen < 10:
+        dataset = getattr(dataset, "dataset", None)
+        seen += 1
+    return dataset
+
+
 def inference_with_detector(
     detector: torch.nn.Module,
     test_loader,
@@ -630,7 +656,9 @@ def inference_with_detector(
         max_images: stop after this many images (None: all).
         ignore_difficult: ignore detections whose best-overlapping GT box of
             their class is a difficult object with IoU >= 0.5. Needs a
-            dataset with `difficult_boxes(index)` (`VOC2007DetectionTiny`);
+            dataset with `difficult_boxes(index)` (`VOC2007DetectionTiny`),
+            also when it is wrapped (`torch.utils.data.Subset`, or anything
+            with a `.dataset` attribute): images are found by their path;
             for other datasets there is nothing to ignore.
 
     Returns:
@@ -654,11 +682,12 @@ def inference_with_detector(
     )
     dataset = getattr(test_loader, "dataset", None)
     difficult_of = None
-    if ignore_difficult and hasattr(dataset, "difficult_boxes"):
-        index_of = {dataset._image_path(i): i for i in range(len(dataset))}
+    base = _underlying_dataset(dataset)
+    if ignore_difficult and hasattr(base, "difficult_boxes"):
+        index_of = {base._image_path(i): i for i in range(len(base))}
 
         def difficult_of(path):
-            boxes = dataset.difficult_boxes(index_of[path]) if path in index_of else torch.empty(0, 5)
+            boxes = base.difficult_boxes(index_of[path]) if path in index_of else torch.empty(0, 5)
             return boxes[boxes[:, 4] >= 0]
 
     if output_dir:
@@ -740,6 +769,17 @@ def format_ap_table(result: Dict, class_names: Sequence[str]) -> str:
 # Pictures
 ##############################################################################
 
+# The one palette of the kit's pictures (notebooks, anchor explorer): GT
+# boxes, and anchors that are foreground / neutral / background for them.
+# Difficult objects (neither GT nor background) are drawn dashed in grey.
+PALETTE = {
+    "gt": "#ffd600",
+    "foreground": "#00c853",
+    "neutral": "#ff9100",
+    "background": "#e53935",
+    "difficult": "#9e9e9e",
+}
+
 _COLOURS = [
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
     "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324",
@@ -781,8 +821,11 @@ def _add_box(ax, box, colour, linewidth=2.0, linestyle="-", label=None, alpha=1.
                                patheffects.Normal()])
     ax.add_patch(rect)
     if label:
-        ax.text(x1, y1, label, fontsize=7, color=text_colour, va="bottom", clip_on=True,
-                bbox=dict(facecolor=colour, alpha=0.8, pad=1, edgecolor="none"))
+        # Above the box; inside it when the box touches the top edge (the
+        # label would be clipped away above the image).
+        inside = y1 < 10
+        ax.text(x1, y1, label, fontsize=7, color=text_colour, va="top" if inside else "bottom",
+                clip_on=True, bbox=dict(facecolor=colour, alpha=0.8, pad=1, edgecolor="none"))
 
 
 def _show(ax, image, normalized=True, title=None):
@@ -806,8 +849,9 @@ def detection_visualizer(
     normalized: bool = True,
 ):
     """
-    Draw GT boxes (dashed white, with class) and predictions (solid, one
-    colour per class, with class and score) on an image.
+    Draw GT boxes (dashed, `PALETTE["gt"]`, with class) and predictions
+    (solid, one colour per class, with class and score) on an image. Labels
+    of boxes touching the top edge are drawn inside the box.
 
     Args:
         image: `(3, H, W)` tensor as served by the dataset (ImageNet-normalized;
@@ -828,7 +872,7 @@ def detection_visualizer(
         for box in torch.as_tensor(gt_boxes).reshape(-1, 5).tolist():
             if box[4] < 0:
                 continue
-            _add_box(ax, box, "white", linewidth=1.5, linestyle="--",
+            _add_box(ax, box, PALETTE["gt"], linewidth=1.5, linestyle="--",
                      label=f"{class_names[int(box[4])]}", text_colour="black")
     if pred_boxes is not None:
         pred = torch.as_tensor(pred_boxes).float()
@@ -877,9 +921,9 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
                  max_background: int = 10, max_neutral: int = 15, normalized: bool = True,
                  seed: int = 0):
     """
-    Colour anchors by their match (output of `rcnn_match_anchors_to_gt`):
-    foreground (class >= 0) green, neutral (-1e8) yellow, background (-1)
-    red, GT boxes thick white. All foreground anchors are drawn; of the
+    Colour anchors by their match (output of `rcnn_match_anchors_to_gt`) in
+    the kit's `PALETTE`: foreground (class >= 0), neutral (-1e8), background
+    (-1), and the GT boxes thick. All foreground anchors are drawn; of the
     neutral and background ones only `max_neutral` / `max_background`,
     picked at random, to keep the picture readable.
 
@@ -889,8 +933,9 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
         gt_boxes: `(M, 5)` GT boxes of the image (rows of -1 skipped).
 
     Returns:
-        matplotlib Figure; Rectangle patches carry edge colours lime /
-        yellow / red / white, and the legend gives the full counts.
+        matplotlib Figure; Rectangle patches carry the edge colours of
+        `PALETTE` (foreground, neutral, background, gt), and the legend gives
+        the full counts.
     """
     fig, ax = _new_axes(ax)
     anchors = torch.as_tensor(anchors).detach().cpu().reshape(-1, 4)
@@ -905,30 +950,40 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
     if gt_boxes is not None:
         for box in torch.as_tensor(gt_boxes).detach().cpu().reshape(-1, 5).tolist():
             if box[4] >= 0:
-                _add_box(ax, box, "white", linewidth=3.0)
-    for idx, colour, width in ((bg_drawn, "red", 1.0), (neutral_drawn, "yellow", 1.0),
-                               (fg, "lime", 1.8)):
+                _add_box(ax, box, PALETTE["gt"], linewidth=3.0)
+    for idx, colour, width in ((bg_drawn, PALETTE["background"], 1.0),
+                               (neutral_drawn, PALETTE["neutral"], 1.0),
+                               (fg, PALETTE["foreground"], 1.8)):
         for box in anchors[idx].tolist():
             _add_box(ax, box, colour, linewidth=width, halo=False)
     from matplotlib.lines import Line2D
 
     ax.legend(handles=[
-        Line2D([], [], color="lime", label=f"foreground ({len(fg)})"),
-        Line2D([], [], color="yellow", label=f"neutral ({len(neutral)}, {len(neutral_drawn)} drawn)"),
-        Line2D([], [], color="red", label=f"background ({len(bg)}, {len(bg_drawn)} drawn)"),
-        Line2D([], [], color="white", lw=3, label="GT"),
+        Line2D([], [], color=PALETTE["foreground"], label=f"foreground ({len(fg)})"),
+        Line2D([], [], color=PALETTE["neutral"],
+               label=f"neutral ({len(neutral)}, {len(neutral_drawn)} drawn)"),
+        Line2D([], [], color=PALETTE["background"],
+               label=f"background ({len(bg)}, {len(bg_drawn)} drawn)"),
+        Line2D([], [], color=PALETTE["gt"], lw=3, label="GT"),
     ], loc="lower right", fontsize=6, framealpha=0.7, facecolor="grey")
     return fig
 
 
 def draw_proposals(image, proposals_before: torch.Tensor, proposals_after: torch.Tensor,
-                   topk: int = 20, title: Optional[str] = None, normalized: bool = True):
+                   topk: int = 20, title: Optional[str] = None, normalized: bool = True,
+                   gt_boxes: Optional[torch.Tensor] = None):
     """
     Two panels: the top-`topk` proposals before NMS (left) and after NMS
-    (right). Both inputs are `(N, 4)` XYXY boxes sorted by objectness.
+    (right). Both inputs are `(N, 4)` XYXY boxes sorted by objectness over
+    all FPN levels together (the first `topk` rows are drawn).
+
+    Args:
+        gt_boxes: optional `(M, 5)` GT boxes, drawn dashed in `PALETTE["gt"]`
+            on both panels (rows of -1 skipped).
 
     Returns:
-        matplotlib Figure with two Axes, each with at most `topk` Rectangles.
+        matplotlib Figure with two Axes, each with at most `topk` proposal
+        Rectangles (plus one per GT box).
     """
     import matplotlib.pyplot as plt
 
@@ -937,6 +992,10 @@ def draw_proposals(image, proposals_before: torch.Tensor, proposals_after: torch
                             (axes[1], proposals_after, "after NMS")):
         boxes = torch.as_tensor(boxes).detach().cpu().reshape(-1, 4)[:topk]
         _show(ax, image, normalized, f"top-{len(boxes)} proposals {name}")
+        if gt_boxes is not None:
+            for box in torch.as_tensor(gt_boxes).detach().cpu().reshape(-1, 5).tolist():
+                if box[4] >= 0:
+                    _add_box(ax, box, PALETTE["gt"], linewidth=2.5, linestyle="--")
         for i, box in enumerate(boxes.tolist()):
             _add_box(ax, box, _COLOURS[i % len(_COLOURS)], linewidth=1.2)
     if title:
@@ -948,7 +1007,9 @@ def draw_proposals(image, proposals_before: torch.Tensor, proposals_after: torch
 def plot_losses(history: Dict[str, List[float]], smooth: int = 20, ax=None):
     """
     Loss curves from `train_detector`'s history: one line per loss (moving
-    average over `smooth` iterations; raw total loss faint behind).
+    average over `smooth` iterations; raw total loss faint behind). A short
+    history (at most `smooth` iterations, e.g. a smoke run) is drawn as raw
+    values with a marker at every point.
 
     Returns:
         matplotlib Figure (one Line2D per loss key, plus the raw total).
@@ -962,8 +1023,13 @@ def plot_losses(history: Dict[str, List[float]], smooth: int = 20, ax=None):
         k = max(1, min(smooth, len(values)))
         return np.convolve(values, np.ones(k) / k, mode="valid"), k
 
-    ax.plot(iters, history["loss"], color="grey", alpha=0.3, linewidth=0.8, label="loss (raw)")
+    short = len(iters) <= smooth
+    if not short:
+        ax.plot(iters, history["loss"], color="grey", alpha=0.3, linewidth=0.8, label="loss (raw)")
     for key in keys:
+        if short:
+            ax.plot(iters, history[key], marker="o", label=key, linewidth=1.5)
+            continue
         values, k = moving_average(history[key])
         ax.plot(iters[k - 1:], values, label=key, linewidth=1.5)
     ax.set_xlabel("iteration")
@@ -971,5 +1037,6 @@ def plot_losses(history: Dict[str, List[float]], smooth: int = 20, ax=None):
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"training losses (moving average over {smooth} iterations)", fontsize=9)
+    ax.set_title(f"training losses ({len(iters)} iterations, every value)" if short else
+                 f"training losses (moving average over {smooth} iterations)", fontsize=9)
     return fig

@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     if args.cmd == "nbgrader":
         from .nbgrader_course import make_course
 
-        notebooks = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+        from .manifest import NOTEBOOKS
+
+        notebooks = sorted(Path(__file__).resolve().parent.parent.glob(NOTEBOOKS))
         course = make_course(Path(args.course_dir), notebooks)
         print(f"wrote the nbgrader course to {course} ({len(notebooks)} notebooks); next:\n"
               f"  cd {course} && nbgrader generate_assignment two_stage_detector")

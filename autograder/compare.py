@@ -2,11 +2,15 @@
 Compare a submission's outputs with the reference outputs and say what differs.
 
 Runs in the grading parent only (the child never sees the expected values).
+Tensors are compared by the rule the notebooks' self-checks use
+(`kit.checking.tensor_problems`): same shape, same dtype, `torch.isclose`.
 """
 import math
 from typing import Any, List
 
 import torch
+
+from kit.checking import tensor_problems
 
 MAX_PROBLEMS = 4
 
@@ -26,44 +30,9 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:120]
 
 
-def _fmt_index(flat_idx: int, shape) -> str:
-    idx = []
-    for size in reversed(shape):
-        idx.append(flat_idx % size)
-        flat_idx //= size
-    return "[" + ", ".join(map(str, reversed(idx))) + "]"
-
-
 def compare_tensors(got: torch.Tensor, exp: torch.Tensor, where: str, atol: float, rtol: float) -> List[str]:
-    if tuple(got.shape) != tuple(exp.shape):
-        return [f"{where}: shape {tuple(got.shape)}, expected {tuple(exp.shape)}"]
-    if got.dtype != exp.dtype:
-        return [f"{where}: dtype {got.dtype}, expected {exp.dtype}"]
-    if exp.numel() == 0:
-        return []
-    if exp.dtype == torch.bool or not exp.is_floating_point():
-        bad = got != exp
-    else:
-        got_nan, exp_nan = torch.isnan(got), torch.isnan(exp)
-        if (got_nan & ~exp_nan).any():
-            n = int((got_nan & ~exp_nan).sum())
-            first = int((got_nan & ~exp_nan).flatten().nonzero()[0])
-            return [f"{where}: {n} of {exp.numel()} entries are NaN (first at "
-                    f"{_fmt_index(first, exp.shape)}); expected finite values"]
-        bad = ~torch.isclose(got, exp, atol=atol, rtol=rtol, equal_nan=True)
-    if not bad.any():
-        return []
-    n_bad = int(bad.sum())
-    first = int(bad.flatten().nonzero()[0])
-    g, e = got.flatten()[first].item(), exp.flatten()[first].item()
-    msg = (f"{where}: {n_bad} of {exp.numel()} entries differ; first at "
-           f"{_fmt_index(first, exp.shape)}: got {g:.6g}, expected {e:.6g}")
-    if exp.is_floating_point():
-        finite = torch.isfinite(got) & torch.isfinite(exp)
-        if finite.any():
-            diff = (got - exp).abs()[finite].max().item()
-            msg += f" (max abs difference {diff:.4g})"
-    return [msg]
+    """The kit's one comparison rule for tensors (shape, dtype, tolerance); see `kit.checking`."""
+    return tensor_problems(got, exp, where, atol, rtol)
 
 
 def compare(got: Any, exp: Any, where: str = "output", atol: float = 1e-4, rtol: float = 1e-4) -> List[str]:

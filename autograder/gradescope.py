@@ -23,6 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from . import manifest
 from .release import ROOT
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -50,14 +51,11 @@ PYTHON=${AUTOGRADER_PYTHON:-/autograder/venv/bin/python}
 cd "$SOURCE_DIR" && exec "$PYTHON" -m autograder.gradescope
 """
 
-# What goes into source/: the package (no fixtures: setup.sh builds them in
-# the image), the reference solution, the provided helper, requirements.
-PACKAGE_FILES = ["__init__.py", "__main__.py", "checks.py", "compare.py", "fixtures.py",
-                 "grader.py", "gradescope.py", "hooks.py", "notebook.py", "release.py",
-                 "sandbox.py", "nbgrader_course.py", "manifest.py", "submission.py",
-                 "blocks.py", "transplant.py", "check_base.py", "checks_common.py", "checks_boxes.py",
-                 "checks_rpn.py", "checks_faster_rcnn.py", "oracles.py", "confine.py"]
-SOURCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
+# What goes into source/ (see manifest.py): the package (no fixtures: setup.sh
+# builds them in the image), the reference solution, what it and the grader
+# import (a4_helper.py, kit/), requirements.
+PACKAGE_FILES = list(manifest.GRADESCOPE_PACKAGE)
+SOURCE_FILES = list(manifest.GRADESCOPE_SOURCE)
 
 GRADESCOPE_REQUIREMENTS = """# Grader requirements (the kit's runtime ones; torch pinned as in the kit).
 torch==2.14.1

@@ -3,10 +3,13 @@ nbgrader course directory for the kit.
 
     python -m autograder nbgrader COURSE_DIR
 
-writes `COURSE_DIR/nbgrader_config.py` and `COURSE_DIR/source/two_stage_detector/`
-(the notebooks with their hidden tests, the *released* graded .py files and the
-helpers). nbgrader copies the non-notebook files of `source/` verbatim, so only
-stripped .py files go there. The config:
+writes `COURSE_DIR/nbgrader_config.py` and `COURSE_DIR/source/two_stage_detector/`:
+the notebooks with their hidden tests and, from `manifest.py`, what the student
+release holds (the *released* graded .py files, `kit/` with the stubs'
+fingerprints, `a4_helper.py`, the data generator and the photographs'
+annotations), in one folder: the notebooks' helper modules sit next to them.
+nbgrader copies the non-notebook files of `source/` verbatim, so only stripped
+.py files go there. The config:
 
 - `Autograde.exclude_overwriting` keeps each student's own `two_stage_detector.py`
   and `common.py` when autograding (otherwise nbgrader puts the source's back);
@@ -22,7 +25,9 @@ from pathlib import Path
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from .release import ASSIGNMENT, GRADED_FILES, PROVIDED_FILES, ROOT, strip_solutions
+from . import manifest
+from .manifest import ASSIGNMENT, GRADED_FILES
+from .release import ROOT, copy_provided, write_graded_stubs
 
 CONFIG = '''"""nbgrader configuration of the two-stage detector course."""
 import os
@@ -72,19 +77,32 @@ class StderrToStdout(Preprocessor):
 
 
 def make_course(course: Path, notebooks, with_py_files: bool = True, kit_root: Path = ROOT) -> Path:
-    """Write the course directory; returns it."""
+    """
+    Write the course directory.
+
+    Args:
+        course: the course folder (created if needed).
+        notebooks: nbgrader source notebooks for `source/two_stage_detector/`.
+        with_py_files: also write the released graded files and the provided
+            files of `manifest.RELEASE_PROVIDED` (False: notebooks only).
+        kit_root: the kit (with the autograder package) the config points to.
+
+    Returns:
+        The course folder.
+    """
     course = Path(course)
+    kit_root = Path(kit_root)
     src = course / "source" / ASSIGNMENT
     src.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(CONFIG.format(
-        kit_root=str(Path(kit_root).resolve()), assignment=ASSIGNMENT, graded=list(GRADED_FILES)))
+        kit_root=str(kit_root.resolve()), assignment=ASSIGNMENT, graded=list(GRADED_FILES)))
     for nb in notebooks:
         shutil.copy(nb, src / Path(nb).name)
-        for helper in Path(nb).parent.glob("*.py"):
-            shutil.copy(helper, src / helper.name)
     if with_py_files:
-        for name in GRADED_FILES:
-            (src / name).write_text(strip_solutions((Path(kit_root) / name).read_text(), name))
-        for name in PROVIDED_FILES:
-            shutil.copy(Path(kit_root) / name, src / name)
+        write_graded_stubs(src, kit_root)
+        copy_provided(src, kit_root)
+        helpers = src / "notebooks"  # next to the notebooks, in the assignment's one folder
+        for helper in sorted(helpers.glob("*.py")):
+            shutil.move(str(helper), src / helper.name)
+        shutil.rmtree(helpers, ignore_errors=True)
     return course

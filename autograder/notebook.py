@@ -22,7 +22,8 @@ import sys
 import warnings
 from pathlib import Path
 
-GRADED = ("two_stage_detector.py", "common.py")
+from .manifest import GRADED_FILES as GRADED
+
 _STATED = []  # the sandbox line was printed in this kernel
 
 

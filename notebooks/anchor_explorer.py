@@ -16,9 +16,12 @@ All computations call YOUR code: `get_fpn_location_coords` (common.py),
     explorer_overview(image, gt_boxes)              # static fallback Figure
 """
 import html
+import io
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+
+from a4_helper import PALETTE
 
 FPN_STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 ASPECT_RATIO_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -26,8 +29,10 @@ ASPECT_RATIO_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Anchor labels in `explore_anchors(...)["labels"]`.
 FOREGROUND, NEUTRAL, BACKGROUND = 1, 0, -1
 LABEL_NAMES = {FOREGROUND: "foreground", NEUTRAL: "neutral", BACKGROUND: "background"}
-LABEL_COLORS = {FOREGROUND: "#00c853", NEUTRAL: "#ff9100", BACKGROUND: "#e53935"}
-GT_COLOR = "#ffd600"
+# The kit's one palette (a4_helper.PALETTE), as in every notebook's pictures.
+LABEL_COLORS = {FOREGROUND: PALETTE["foreground"], NEUTRAL: PALETTE["neutral"],
+                BACKGROUND: PALETTE["background"]}
+GT_COLOR = PALETTE["gt"]
 
 
 def _check_settings(level, stride_scale, aspect_ratios, iou_thresholds):
@@ -169,7 +174,7 @@ def format_counts(result: Dict) -> str:
         f"{result['stride_scale']} (1:1 anchor {result['stride_scale'] * result['stride']:g} px)",
         f"{grid_h}x{grid_w} locations x {len(result['aspect_ratios'])} ratios = {total} anchors",
         f"foreground {counts['foreground']} (IoU >= {high:.2f}) | neutral "
-        f"{counts['neutral']} | background {counts['background']} (IoU <= {low:.2f})",
+        f"{counts['neutral']} | background {counts['background']} (<= {low:.2f})",
         "anchors at location ({:.0f}, {:.0f}):".format(*result["center"]),
     ]
     for ratio, box, label, quality in zip(
@@ -334,16 +339,18 @@ class AnchorExplorer:
         for name, control in self.controls.items():
             control.add_class(f"anchor-explorer-{name.replace('_', '-')}")
         self.output = widgets.interactive_output(self._render, self.controls)
-        self.output.layout = widgets.Layout(min_width="580px")
+        # Controls above the picture: the explorer fits a notebook column of
+        # 560 px (a JupyterLab window of 1400 px with the file browser open).
+        self.output.layout = widgets.Layout(width="560px")
         self.output.add_class("anchor-explorer-output")
         controls = widgets.VBox(list(self.controls.values()),
-                                layout=widgets.Layout(min_width="480px", width="480px"))
-        self.widget = widgets.VBox([widgets.HBox([controls, self.output])])
+                                layout=widgets.Layout(width="480px"))
+        self.widget = widgets.VBox([controls, self.output])
         self.widget.add_class("anchor-explorer")
 
     def _render(self, level, stride_scale, aspect_ratios, center_x, center_y, iou_thresholds):
         import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import Image, display
 
         try:
             self.result = explore_anchors(
@@ -360,8 +367,12 @@ class AnchorExplorer:
         text = format_counts(self.result)
         print(text)
         fig = draw_explorer(self.image, self.gt_boxes, self.result, self.class_names)
-        display(fig)
+        # PNG bytes of our own: the inline backend's display of a figure made
+        # in a widget callback can come out blank.
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)
+        display(Image(data=buffer.getvalue(), format="png"))
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)

@@ -1,15 +1,30 @@
 """
-Small tools the notebooks share: the self-check printout (expected vs got vs
-relative error), switches read from the environment, and a way to look inside
-a forward pass at one call without running the rest of it.
+Small tools the notebooks share: the self-checks (`self_check`, `compare`:
+expected vs got, one line for a TODO that is not written yet), `needs` for
+cells that use finished TODOs, switches read from the environment, and a way
+to look inside a forward pass at one call without running the rest of it.
 """
 import contextlib
+import inspect
+import io
 import math
 import os
 import socket
-from typing import Any, Dict, List
+import sys
+import traceback
+from typing import Any, Dict, List, Optional
 
 import torch
+
+# kit/ sits in the kit's root: this folder's parent, or this folder itself
+# (an nbgrader assignment keeps everything in one folder).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+for _root in (_HERE, os.path.dirname(_HERE)):
+    if os.path.isdir(os.path.join(_root, "kit")):
+        if _root not in sys.path:
+            sys.path.insert(0, _root)
+        break
+from kit import checking, todos  # noqa: E402
 
 # One switch shortens every long cell (training, evaluation) to a smoke run.
 FAST_ENV = "KIT_FAST"
@@ -69,17 +84,123 @@ def _show(value) -> str:
                     f"{stats.mean():.4g}, min {stats.min():.4g}, max {stats.max():.4g}")
         text = str(value)
         if value.dim() > 0:
-            text += f"  shape {tuple(value.shape)}"
+            text += f"  shape {tuple(value.shape)}  {value.dtype}"
         return text
     if isinstance(value, torch.Size):
         return str(tuple(value))
+    if inspect.isroutine(value):
+        return f"{type(value).__name__} {getattr(value, '__name__', '')}".strip()
     return str(value)
+
+
+# ------------------------------------------------------------ self-checks
+class _Check:
+    """State of the `self_check` / `needs` block that runs now."""
+
+    def __init__(self, name: Optional[str], what: str):
+        self.name, self.what = name, what
+        self.verdict: Optional[str] = None  # a NOT DONE / NEEDS line: the block says only that
+        self.reported = False
+
+
+_CURRENT: List[_Check] = []
+
+
+def _needs_text(names, most: int = 2) -> str:
+    text = ", ".join(todos.describe(n) for n in names[:most])
+    if len(names) > most:
+        text += f" and {len(names) - most} more TODO{'s' if len(names) - most > 1 else ''} before it"
+    return text
+
+
+def _error_line(error: BaseException) -> str:
+    """`Type: message (file.py, line N, in function)`, the deepest frame in a graded file."""
+    where = ""
+    for frame in traceback.extract_tb(error.__traceback__):
+        if os.path.basename(frame.filename) in ("two_stage_detector.py", "common.py"):
+            where = f" ({os.path.basename(frame.filename)}, line {frame.lineno}, in {frame.name})"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message[:200]}{where}"
+
+
+@contextlib.contextmanager
+def self_check(name: str):
+    """
+    Run the self-check of TODO `name` (a check name, e.g. "iou"; see
+    `kit.todos.TODOS`). The block prints one line instead of a traceback
+    when the TODO is not written yet:
+
+        NOT DONE  iou (two_stage_detector.py): still the stub - implement the TODO
+        NEEDS  get_fpn_location_coords (common.py) first (for generate_fpn_anchors)
+
+    and the block's own output is then hidden (it would only show what a
+    stub returns). Otherwise the `compare` calls inside print as usual; an
+    exception (a bug in finished code) prints one `ERROR` line with its
+    place in your file, and the notebook goes on.
+
+        with self_check("iou"):
+            compare("iou: 3 boxes x 3 boxes", expected, iou(boxes1, boxes2), hint)
+    """
+    check = _Check(name, name)
+    missing = todos.missing_needs(name)
+    before = [m for m in missing if m != name]
+    if name in missing:
+        check.verdict = f"NOT DONE  {todos.describe(name)}: still the stub - implement the TODO"
+        if before:
+            check.verdict += f"; first {_needs_text(before, 1)}"
+    elif before:
+        check.verdict = f"NEEDS  {_needs_text(before)} first (for {todos.describe(name)})"
+    yield from _run(check)
+
+
+@contextlib.contextmanager
+def needs(*names: str, what: str = "this cell"):
+    """
+    Run a cell that uses finished TODOs `names` (check names, see
+    `kit.todos.TODOS`), e.g. a figure. While one of them (or one they need)
+    is still a stub the block prints one line and its output is hidden:
+
+        SKIPPED  the anchor grid: needs get_fpn_location_coords (common.py) first
+
+    An exception prints one `ERROR` line instead of a traceback.
+    """
+    check = _Check(None, what)
+    missing = todos.missing_needs(*names)
+    if missing:
+        check.verdict = f"SKIPPED  {what}: needs {_needs_text(missing)} first"
+    yield from _run(check)
+
+
+def _run(check: _Check):
+    _CURRENT.append(check)
+    try:
+        if check.verdict:
+            print(check.verdict)
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    yield check
+                except Exception:  # noqa: BLE001 - unfinished code: the line above says it
+                    pass
+        else:
+            try:
+                yield check
+            except Exception as error:  # noqa: BLE001 - one line, and the notebook goes on
+                label = todos.describe(check.name) if check.name else check.what
+                print(f"ERROR  {label}: {_error_line(error)}")
+    finally:
+        _CURRENT.pop()
 
 
 def compare(name: str, expected, got, hint: str, tolerance: float = 1e-4) -> None:
     """
     Print a self-check: what was expected, what your code gave, their relative
-    error, and what to look at if they differ.
+    error, the verdict and what to look at if they differ.
+
+    The verdict follows the grader's rule (`kit.checking`): an expected tensor
+    needs a tensor of the same shape and dtype whose values are
+    `torch.isclose(got, expected, atol=tolerance, rtol=tolerance)`; numbers and
+    lists are compared by value. Inside `self_check(...)` a `got` of None
+    prints one NOT DONE line.
 
     Args:
         name: Name of the check (the function or TODO under test).
@@ -87,26 +208,36 @@ def compare(name: str, expected, got, hint: str, tolerance: float = 1e-4) -> Non
             an independent library (never by your code).
         got: The same thing from your code. `None` means "not implemented".
         hint: One line that says what to look at when they differ.
-        tolerance: Largest accepted relative error.
+        tolerance: `atol` and `rtol` of the comparison.
     """
+    check = _CURRENT[-1] if _CURRENT else None
+    if check is not None and check.verdict:
+        return  # the block already said NOT DONE / NEEDS
     if isinstance(expected, dict):
         for key in expected:
             compare(f"{name} [{key}]", expected[key],
-                    None if got is None else got.get(key), hint, tolerance)
+                    None if not isinstance(got, dict) else got.get(key), hint, tolerance)
+        return
+    if got is None or inspect.isroutine(got):
+        label = todos.describe(check.name) if check is not None and check.name else name
+        if check is not None:
+            if check.reported:
+                return
+            check.reported = True
+        print(f"NOT DONE  {label}: got {_show(got)} for {name.split(':')[0]} - finish the TODO")
         return
     print(f"{name}")
     print(f"  expected: {_show(expected)}".replace("\n", "\n            "))
     print(f"  got:      {_show(got)}".replace("\n", "\n            "))
-    if got is None:
+    problems = checking.value_problems(got, expected, "got", atol=tolerance, rtol=tolerance)
+    try:
+        error = relative_error(expected, got)
+    except (TypeError, ValueError, RuntimeError):
         error = math.inf
-    else:
-        try:
-            error = relative_error(expected, got)
-        except (TypeError, ValueError, RuntimeError):
-            error = math.inf
-    verdict = "OK" if error <= tolerance else "MISMATCH"
+    verdict = "MISMATCH" if problems else "OK"
     print(f"  relative error: {error:.2e} (tolerance {tolerance:.0e})  {verdict}")
-    if verdict != "OK":
+    if problems:
+        print(f"  {problems[0]}")
         print(f"  if they differ, look at: {hint}")
 
 
@@ -244,3 +375,72 @@ def draw_fpn_locations(image, locations_per_fpn_level, figsize=(12, 4)):
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def show_ground_truth(dataset, index: int, ax=None):
+    """
+    Draw item `index` of a `VOC2007DetectionTiny` with its GT boxes and, dashed
+    in grey, its *difficult* objects (left out of `gt_boxes`: a detector is
+    neither asked to find them nor punished for finding them).
+
+    Returns:
+        matplotlib Figure.
+    """
+    from matplotlib.lines import Line2D
+
+    from a4_helper import PALETTE, _add_box, detection_visualizer
+
+    path, image, gt_boxes = dataset[index]
+    difficult = dataset.difficult_boxes(index)
+    difficult = difficult[difficult[:, 4] >= 0]
+    fig = detection_visualizer(image, dataset.class_names, gt_boxes=gt_boxes, ax=ax,
+                               title=os.path.basename(path))
+    ax = fig.axes[0] if ax is None else ax
+    for box in difficult.tolist():
+        _add_box(ax, box, PALETTE["difficult"], linewidth=1.5, linestyle=":",
+                 label=f"difficult {dataset.class_names[int(box[4])]}", text_colour="black")
+    handles = [Line2D([], [], color=PALETTE["gt"], ls="--", label="GT")]
+    if len(difficult):
+        handles.append(Line2D([], [], color=PALETTE["difficult"], ls=":", label="difficult (not GT)"))
+    ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
+    return fig
+
+
+@torch.no_grad()
+def ranked_proposals(anchors, obj_logits, deltas, proposals_after, image_size, pre_nms_topk: int,
+                     topk: int = 10):
+    """
+    The RPN's proposals of image 0 before and after NMS, each ranked by
+    objectness over ALL FPN levels together (the RPN keeps and returns them
+    level by level), cut to the `topk` best.
+
+    Args:
+        anchors, obj_logits, deltas: what `RPN.forward` hands to
+            `predict_proposals` (dicts per level; batch index 0 is used).
+        proposals_after: `predict_proposals`' result, {level: [boxes of image 0, ...]}.
+        image_size: `(W, H)`.
+        pre_nms_topk: the RPN's `pre_nms_topk`.
+
+    Returns:
+        `(before (k, 4), after (k', 4))`, best first.
+    """
+    boxes_before, logits_before, boxes_after, logits_after = [], [], [], []
+    for level in anchors:
+        boxes, logits = proposals_before_nms(anchors[level], obj_logits[level][0], deltas[level][0],
+                                             image_size, pre_nms_topk)
+        boxes_before.append(boxes)
+        logits_before.append(logits)
+        kept = proposals_after[level][0].to(boxes.device).reshape(-1, 4)
+        if len(kept) and len(boxes):
+            # The logit of each kept proposal: that of its box before NMS.
+            nearest = torch.cdist(kept.float(), boxes.float(), p=1).argmin(dim=1)
+            logits_after.append(logits[nearest])
+        else:
+            logits_after.append(logits.new_zeros(len(kept)))
+        boxes_after.append(kept)
+
+    def top(boxes, logits):
+        boxes, logits = torch.cat(boxes), torch.cat(logits)
+        return boxes[logits.argsort(descending=True)[:topk]].cpu()
+
+    return top(boxes_before, logits_before), top(boxes_after, logits_after)

@@ -86,8 +86,10 @@ def test_release_keeps_api_and_todos(released, name):
 
 
 def test_release_has_no_reference_outputs(released):
-    names = sorted(p.name for p in released.rglob("*") if p.is_file())
-    assert names == ["a4_helper.py", "common.py", "two_stage_detector.py"]
+    files = sorted(str(p.relative_to(released)) for p in released.rglob("*") if p.is_file())
+    assert {"a4_helper.py", "common.py", "two_stage_detector.py"} <= set(files)
+    # The rest is what autograder/manifest.py lists (tests/test_release.py); never the grader.
+    assert not [f for f in files if f.endswith(".pt") or "fixtures" in f or f.startswith("autograder")]
 
 
 @pytest.mark.parametrize("text, line, what", [

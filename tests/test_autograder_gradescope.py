@@ -25,7 +25,7 @@ def test_gradescope_zip_and_run(tmp_path):
         names = set(zf.namelist())
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
         zf.extractall(tmp_path / "autograder")
-    assert {"setup.sh", "run_autograder", "source/autograder/sandbox.py",
+    assert {"setup.sh", "run_autograder", "source/autograder/sandbox.py", "source/kit/checking.py",
             "source/two_stage_detector.py", "source/requirements.txt"} <= names
     assert not any("fixtures/" in n or n.endswith(".pt") for n in names)
     assert modes["run_autograder"] & 0o111 and modes["setup.sh"] & 0o111
@@ -57,3 +57,26 @@ def test_gradescope_zip_and_run(tmp_path):
     assert iou["score"] == 0 and iou["status"] == "failed" and "RuntimeError: todo" in iou["output"]
     assert "incomplete" not in data["output"]  # complete
     assert "sandbox: file isolation:" in data["output"]  # and says how it was confined
+
+
+def test_zip_holds_every_module_the_grader_imports():
+    """Every `autograder.*` and `kit.*` module imported anywhere in the package
+    is in the zip (from manifest.py), so the unpacked grader never misses one."""
+    import ast
+
+    from autograder import manifest
+
+    needed = set()
+    for path in (ROOT / "autograder").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1 and node.module:
+                    needed.add(f"autograder/{node.module}.py")
+                elif node.level == 1:
+                    needed.update(f"autograder/{a.name}.py" for a in node.names)
+                elif node.module and node.module.split(".")[0] == "kit":
+                    needed.add(node.module.replace(".", "/") + ".py")
+    needed = {n for n in needed if (ROOT / n).exists()}
+    shipped = {f"autograder/{n}" for n in manifest.GRADESCOPE_PACKAGE} | set(manifest.GRADESCOPE_SOURCE)
+    assert needed and needed <= shipped, sorted(needed - shipped)
+    assert "kit/checking.py" in needed

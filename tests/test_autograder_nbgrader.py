@@ -92,3 +92,31 @@ def test_release_of_the_kit_notebooks(tmp_path):
         text = nb.read_text()
         assert "HIDDEN TESTS" not in text and "autograder" not in text and "BEGIN SOLUTION" not in text, nb
     assert not any("fixtures" in str(f) or f.suffix == ".pt" for f in files)
+
+
+def test_course_from_the_manifest_runs_a_notebook(tmp_path):
+    """The kit's course: its assignment holds what the notebooks need (one
+    folder: notebooks, their helpers, the released graded files, kit/ with the
+    stubs' fingerprints, the data generator, the photographs' annotations), and
+    a released notebook runs there without an error, saying what is not done."""
+    from nbclient import NotebookClient
+
+    from autograder import manifest
+
+    notebooks = sorted(ROOT.glob(manifest.NOTEBOOKS))
+    course = make_course(tmp_path / "course", notebooks)
+    source = course / "source" / "two_stage_detector"
+    for name in ("two_stage_detector.py", "common.py", "a4_helper.py", "nbtools.py", "anchor_explorer.py",
+                 "recipes.py", "kit/checking.py", "kit/todos.py", "kit/stubs.json", "data/make_shapes.py",
+                 "data/photos/Annotations/astronaut.xml", "data/photos/ImageSets/Main/photos.txt"):
+        assert (source / name).is_file(), name
+    nbgrader(course, "generate_assignment", "two_stage_detector")
+    release = course / "release" / "two_stage_detector"
+    nb = nbformat.read(str(release / "03_iou_matching_deltas.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(release)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "NOT DONE  iou (two_stage_detector.py): still the stub" in text
+    assert (release / "data" / "photos" / "JPEGImages" / "astronaut.jpg").is_file()  # written offline

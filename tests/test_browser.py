@@ -1,9 +1,12 @@
 """
 The anchor explorer in a real browser: JupyterLab on localhost, Debian's
-Chromium driven headless by Playwright. The test opens the anchors notebook,
-runs it, moves the explorer's `stride_scale` slider with the mouse and checks
-that the printed counts and the drawing change. Screenshots of the explorer
-before and after go to outputs/browser/ and are compared pixel by pixel.
+Chromium driven headless by Playwright, in a window of 1400 px. The test
+builds the student release with the reference graded files (a student who
+finished the anchors), opens its anchors notebook, runs it, checks that the
+explorer fits the notebook column, moves the explorer's `stride_scale` slider
+with the mouse and checks that the printed counts and the drawing change.
+Screenshots of the explorer before and after go to outputs/browser/ and are
+compared pixel by pixel.
 
 Needs /usr/bin/chromium (`make browser-deps` installs it; `make test` does).
 """
@@ -33,6 +36,7 @@ NOTEBOOK = "02_anchors.ipynb"
 COUNTS = re.compile(r"foreground (\d+) \(IoU >= [0-9.]+\) \| neutral (\d+) \| background (\d+)")
 
 pytestmark = pytest.mark.timeout(300)
+KIT = []  # the served release
 
 
 def free_port():
@@ -42,16 +46,18 @@ def free_port():
 
 
 def kit_copy(tmp_path):
-    """The kit as symlinks, with a real copy of the anchors notebook: what
-    JupyterLab saves (outputs, metadata) never touches the repository."""
-    kit = tmp_path / "kit"
-    (kit / "notebooks").mkdir(parents=True)
-    for entry in ROOT.iterdir():
-        if entry.name not in ("notebooks", ".git", ".venv", "outputs"):
-            (kit / entry.name).symlink_to(entry)
-    for entry in (ROOT / "notebooks").glob("*.py"):
-        (kit / "notebooks" / entry.name).symlink_to(entry)
-    shutil.copy(ROOT / "notebooks" / NOTEBOOK, kit / "notebooks" / NOTEBOOK)
+    """The student release with the reference graded files copied in (and the
+    kit's shapes data, when built): what JupyterLab saves never touches the
+    repository."""
+    from autograder.release import make_release
+
+    kit = tmp_path / "release"
+    make_release(kit)
+    for name in ("two_stage_detector.py", "common.py"):
+        shutil.copyfile(ROOT / name, kit / name)
+    shapes = ROOT / "data" / "shapes"
+    if (shapes / "ImageSets" / "Main" / "val.txt").exists():
+        (kit / "data" / "shapes").symlink_to(shapes)
     return kit
 
 
@@ -65,6 +71,7 @@ def jupyterlab(tmp_path_factory):
     )
     home = tmp_path_factory.mktemp("jupyter")
     kit = kit_copy(home)
+    KIT.append(kit)
     settings = home / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     # No "news" and update checks: the page stays offline and unobstructed.
@@ -127,7 +134,7 @@ def page(jupyterlab, tmp_path_factory):
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1600, "height": 1300},
+            viewport={"width": 1400, "height": 1300},
         )
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(60_000)
@@ -185,7 +192,7 @@ def screenshot_on_failure(page, request):
 
 
 def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, screenshot_on_failure):
-    committed = (ROOT / "notebooks" / NOTEBOOK).read_bytes()
+    committed = (KIT[0] / "notebooks" / NOTEBOOK).read_bytes()
     page.goto(f"{jupyterlab}/lab/tree/notebooks/{NOTEBOOK}")
     page.locator(".jp-Notebook").first.wait_for()
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
@@ -211,6 +218,14 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     wait_until_idle(page)
 
     explorer.scroll_into_view_if_needed()
+    # Readable in a 1400 px window: nothing of the explorer (controls, text,
+    # figure) sticks out of the notebook's output area on the right.
+    area = page.locator(".jp-OutputArea-output", has=explorer).first.bounding_box()
+    for part in (explorer, page.locator(".anchor-explorer-output pre").first, figure):
+        box_ = part.bounding_box()
+        assert box_["x"] + box_["width"] <= area["x"] + area["width"] + 1, (box_, area)
+    scroll = page.locator(".anchor-explorer-output").evaluate("e => e.scrollWidth - e.clientWidth")
+    assert scroll <= 1, f"the explorer's text is cut off by {scroll} px"
     text_before, counts_before = explorer_counts(page)
     assert "stride_scale 8 " in text_before and sum(counts_before) == 588, text_before
     src_before = figure.get_attribute("src")
@@ -236,7 +251,10 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     else:
         raise AssertionError(f"the explorer did not update after moving the slider:\n{text_before}")
     wait_until_idle(page, timeout=60)
+    page.wait_for_function("() => { const i = document.querySelector('.anchor-explorer-output img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
     figure.evaluate("img => img.decode()")
+    page.wait_for_timeout(1000)
     text_after, counts_after = explorer_counts(page)
     shot_after = stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_after.png"))
 
@@ -257,12 +275,15 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     fig_before, fig_after = before.crop(crop), after.crop(crop)
     fig_before.save(SCREENSHOTS / "figure_before.png")
     fig_after.save(SCREENSHOTS / "figure_after.png")
-    # A real picture (not a blank box) ...
+    # Real pictures (not blank boxes) ...
     assert np.asarray(fig_before.convert("L"), dtype=float).std() > 20
+    info = page.evaluate("() => [...document.querySelectorAll('.anchor-explorer-output img')].map("
+                         "i => [i.naturalWidth, i.complete, JSON.stringify(i.getBoundingClientRect())])")
+    assert np.asarray(fig_after.convert("L"), dtype=float).std() > 20, f"the new figure is blank: {info} {crop}"
     # ... that changed: the dots and anchors of other labels.
     changed = region_change(fig_before, fig_after)
     assert changed > 0.005, f"only {changed:.4f} of the figure's pixels changed"
     # The controls did not move: the change is in the figure, not the layout.
     controls = slider.bounding_box()
     assert abs(controls["y"] - box["y"]) < 40
-    assert (ROOT / "notebooks" / NOTEBOOK).read_bytes() == committed
+    assert (KIT[0] / "notebooks" / NOTEBOOK).read_bytes() == committed

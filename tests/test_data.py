@@ -125,8 +125,24 @@ def test_default_classes_unknown_class_and_missing_split(tmp_path, tiny_voc):
     with pytest.raises(ValueError, match="'dog'"):
         ds[0]
 
-    with pytest.raises(FileNotFoundError, match="make data"):
+    with pytest.raises(FileNotFoundError, match="ensure_shapes_dataset"):
         helper.VOC2007DetectionTiny(str(tmp_path / "nothing"), "train")
+
+
+def test_relative_paths_are_relative_to_the_kit_folder(tmp_path, monkeypatch):
+    kit = tmp_path / "kit"
+    root = kit / "data" / "VOCdevkit" / "VOC2007"
+    _write_voc(str(root), {"a": (Image.new("RGB", (8, 8)), [("person", 1, 1, 4, 4, 0)])}, split="val")
+    monkeypatch.setattr(helper, "_HERE", str(kit))
+    monkeypatch.chdir(tmp_path)  # another folder, as a notebook in notebooks/
+    for name in ("data", "data/VOCdevkit", "data/VOCdevkit/VOC2007"):
+        assert helper.VOC2007DetectionTiny(name, "val", image_size=8).dataset_dir == str(root), name
+    assert helper.default_dataset_dir("data") == (str(root), "voc2007")
+    # The VOCdevkit folder itself: a download would go to data/VOCdevkit, not VOCdevkit/VOCdevkit.
+    with pytest.raises(FileNotFoundError) as error:
+        helper.VOC2007DetectionTiny("data/VOCdevkit", "train")
+    assert f"goes to {str(root)!r}" in str(error.value)
+    assert f"VOC2007DetectionTiny({str(kit / 'data')!r}" in str(error.value)
 
 
 def test_voc_devkit_parent_folder_is_found(tmp_path):

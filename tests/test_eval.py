@@ -160,3 +160,16 @@ def test_detections_of_difficult_objects_are_ignored(tmp_path, ignore, expected_
         lines = f.read().splitlines()
     assert lines == (["a 0.00 0.00 10.00 10.00", "a 20.00 20.00 30.00 30.00 difficult"] if ignore
                      else ["a 0.00 0.00 10.00 10.00"])
+
+
+def test_difficult_objects_are_ignored_through_a_subset():
+    # Items 1 and 2 of three, through Subset: the difficult object of item 2
+    # is found by its image path in the dataset under the Subset.
+    gts = [_gt([0, 0, 10, 10, 0]), _gt([0, 0, 10, 10, 0]), _gt([0, 0, 10, 10, 0])]
+    difficult = [_gt(), _gt(), _gt([20, 20, 30, 30, 0])]
+    subset = torch.utils.data.Subset(DatasetWithDifficult(gts, difficult), [1, 2])
+    outputs = [([[0, 0, 10, 10]], [0], [0.8]), ([[20, 20, 30, 30], [0, 0, 10, 10]], [0, 0], [0.9, 0.8])]
+    result = helper.inference_with_detector(
+        FakeDetector(outputs), torch.utils.data.DataLoader(subset, batch_size=1), ["a"], 0.1, 0.5,
+        device="cpu", progress=False)
+    assert result["num_ignored"] == 1 and result["map50"] == pytest.approx(1.0, abs=1e-6)

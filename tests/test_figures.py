@@ -35,8 +35,8 @@ def test_detection_visualizer():
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     assert len(_rects(ax)) == 5
-    assert len(_rects(ax, "white")) == 2
-    first_gt = _rects(ax, "white")[0]
+    assert len(_rects(ax, helper.PALETTE["gt"])) == 2
+    first_gt = _rects(ax, helper.PALETTE["gt"])[0]
     assert (first_gt.get_x(), first_gt.get_y(), first_gt.get_width(), first_gt.get_height()) == (1, 2, 29, 38)
     texts = sorted(t.get_text() for t in ax.texts)
     assert texts == ["a", "a 0.10", "b 0.90", "c", "c 0.40"]
@@ -70,10 +70,11 @@ def test_draw_matches():
     gt[0] = torch.tensor([1.0, 1, 9, 9, 0])
     fig = helper.draw_matches(IMAGE, anchors, matched, gt, max_background=2)
     ax = fig.axes[0]
-    assert len(_rects(ax, "lime")) == 2
-    assert len(_rects(ax, "yellow")) == 1
-    assert len(_rects(ax, "red")) == 2  # 3 background anchors, 2 drawn
-    assert len(_rects(ax, "white")) == 1
+    palette = helper.PALETTE
+    assert len(_rects(ax, palette["foreground"])) == 2
+    assert len(_rects(ax, palette["neutral"])) == 1
+    assert len(_rects(ax, palette["background"])) == 2  # 3 background anchors, 2 drawn
+    assert len(_rects(ax, palette["gt"])) == 1
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0] == "foreground (2)" and labels[2].startswith("background (3")
 
@@ -85,6 +86,42 @@ def test_draw_proposals():
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert len(_rects(fig.axes[0])) == 5 and len(_rects(fig.axes[1])) == 2
     assert "before" in fig.axes[0].get_title() and "after" in fig.axes[1].get_title()
+    gt = torch.full((40, 5), -1.0)
+    gt[0] = torch.tensor([2.0, 2, 30, 30, 1])
+    fig = helper.draw_proposals(IMAGE, before, after, topk=5, gt_boxes=gt)
+    assert [len(_rects(ax, helper.PALETTE["gt"])) for ax in fig.axes] == [1, 1]
+    assert len(_rects(fig.axes[0])) == 6
+
+
+def test_labels_of_boxes_at_the_top_edge_stay_inside_the_image():
+    gt = torch.full((40, 5), -1.0)
+    gt[:2] = torch.tensor([[5.0, 0, 30, 20, 0], [5, 30, 30, 50, 1]])
+    fig = helper.detection_visualizer(IMAGE, ["top", "low"], gt_boxes=gt)
+    texts = {t.get_text(): t for t in fig.axes[0].texts}
+    # y grows downwards: "top" hangs below y = 0 (inside its box), "low" sits above its box.
+    assert texts["top"].get_va() == "top" and texts["low"].get_va() == "bottom"
+    fig.canvas.draw()
+    box = texts["top"].get_window_extent()
+    axes_box = fig.axes[0].get_window_extent()
+    assert box.y1 <= axes_box.y1 + 0.5  # not above the image, where it would be clipped away
+
+
+def test_one_palette_in_the_helpers_and_the_explorer():
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(helper.__file__).parent / "notebooks"))
+    import anchor_explorer
+
+    assert anchor_explorer.GT_COLOR == helper.PALETTE["gt"]
+    assert anchor_explorer.LABEL_COLORS == {1: helper.PALETTE["foreground"], 0: helper.PALETTE["neutral"],
+                                            -1: helper.PALETTE["background"]}
+
+
+def test_plot_losses_short_history_shows_points():
+    history = {"iter": [0, 1, 2], "loss": [3.0, 2.9, 2.8], "loss_a": [1.0, 0.9, 0.8], "lr": [0.1] * 3}
+    fig = helper.plot_losses(history)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["loss", "loss_a"]
+    assert all(len(line.get_ydata()) == 3 and line.get_marker() == "o" for line in lines)
 
 
 def test_plot_losses():
