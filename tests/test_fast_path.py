@@ -4,6 +4,7 @@ The batched fast path (`fast_detector.py`) against the reference detector
 torchvision's box ops; and a smoke run of the speed benchmark.
 """
 import copy
+import json
 import subprocess
 import sys
 
@@ -198,15 +199,24 @@ def test_roi_align_separable_channels_last_and_empty():
 
 
 # --------------------------------------------------------------- benchmark
-def test_benchmark_smoke():
+def test_benchmark_smoke(tmp_path):
     out = subprocess.run(
         [sys.executable, "bench/benchmark.py", "--quick", "--nms-boxes", "300",
-         "--detectors", "fast,torchvision", "--fpn-channels", "16", "--threads", "1"],
+         "--detectors", "fast,torchvision,backbone", "--fpn-channels", "16", "--threads", "1",
+         "--json", str(tmp_path / "bench.json")],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    for needle in ("fast", "torchvision", "train", "infer", "same indices: True"):
+    for needle in ("fast", "torchvision", "backbone", "train", "infer", "/ backbone",
+                   "of the backbone alone", "same indices: True"):
         assert needle in out.stdout, out.stdout
+    with open(tmp_path / "bench.json") as f:
+        figures = json.load(f)
+    rows = {(r["detector"], r["mode"]): r for r in figures["rows"]}
+    assert set(rows) == {(d, m) for d in ("fast", "torchvision", "backbone") for m in ("train", "infer")}
+    assert rows[("backbone", "train")]["share_of_backbone"] == 1.0
+    assert 0 < rows[("fast", "train")]["share_of_backbone"] < 10
+    assert all(n["same_indices"] for n in figures["nms"]) and len(figures["nms"]) == 2
 
 
 @pytest.mark.parametrize("outer, own", [(True, None), (False, torch.bfloat16)])
