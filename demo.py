@@ -55,6 +55,38 @@ def build_detector(num_classes: int, fpn_channels: int = 48, image_size: int = 1
                       batch_size_per_image=64)
 
 
+class RandomFlips(torch.utils.data.Dataset):
+    """
+    `dataset` with random horizontal and vertical flips (each with
+    probability 1/2) of the image and its GT boxes: the shapes are symmetric
+    or drawn in every orientation, so a flipped image is another valid one.
+
+    Items are `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded with -1
+    rows, as `a4_helper.VOC2007DetectionTiny` returns them.
+    """
+
+    def __init__(self, dataset, seed: int = 0):
+        self.dataset = dataset
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        path, image, gt = self.dataset[index]
+        height, width = image.shape[-2:]
+        flip_x, flip_y = (torch.rand(2, generator=self.generator) < 0.5).tolist()
+        gt = gt.clone()
+        valid = gt[:, 4] != -1
+        if flip_x:
+            image = image.flip(-1)
+            gt[valid, 0], gt[valid, 2] = width - gt[valid, 2], width - gt[valid, 0]
+        if flip_y:
+            image = image.flip(-2)
+            gt[valid, 1], gt[valid, 3] = height - gt[valid, 3], height - gt[valid, 1]
+        return path, image, gt
+
+
 @torch.no_grad()
 def rpn_proposals(detector, image: torch.Tensor, topk: int = 20):
     """
@@ -182,6 +214,17 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    parser.add_argument("--schedule", choices=["step", "cosine"], default="step",
+                        help="step: /10 at 60%% and 90%% of --iters; cosine: down to 0 at --iters")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="linear warm-up iterations (default: min(100, iters / 5))")
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this")
+    parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=False,
+                        help="random horizontal and vertical flips of the training images")
+    parser.add_argument("--val-images", type=int, default=None,
+                        help="evaluate on the first N val images only (default: all 500)")
     parser.add_argument("--fpn-channels", type=int, default=48)
     parser.add_argument("--train-images", type=int, default=2000,
                         help="size of the generated train split; more than the default 2,000 keeps a "
@@ -220,7 +263,8 @@ def main(argv=None):
     helper.reset_seed(args.seed)
     detector = build_detector(train_set.num_classes, args.fpn_channels, args.image_size)
     loader = torch.utils.data.DataLoader(
-        train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+        RandomFlips(train_set, args.seed) if args.flips else train_set,
+        batch_size=args.batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
     if not args.reference:
@@ -240,13 +284,18 @@ def main(argv=None):
         if not args.resume and os.path.exists(checkpoint):
             os.remove(checkpoint)
         history = helper.train_detector(
-            detector, loader, learning_rate=args.lr, weight_decay=1e-4, max_iters=args.iters,
-            log_period=10, device=device, amp=device.type == "cuda", checkpoint_path=checkpoint,
-            seed=args.seed, warmup_iters=min(100, args.iters // 5),
+            detector, loader, learning_rate=args.lr, weight_decay=args.weight_decay,
+            max_iters=args.iters, log_period=10, device=device, amp=device.type == "cuda",
+            checkpoint_path=checkpoint, seed=args.seed,
+            warmup_iters=min(100, args.iters // 5) if args.warmup is None else args.warmup,
+            grad_clip=args.grad_clip, optimizer=args.optimizer, schedule=args.schedule,
         )
     train_time = time.time() - start
 
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=16)
+    eval_set = val_set
+    if args.val_images is not None:
+        eval_set = torch.utils.data.Subset(val_set, range(min(args.val_images, len(val_set))))
+    val_loader = torch.utils.data.DataLoader(eval_set, batch_size=16)
     result = helper.inference_with_detector(detector, val_loader, val_set.class_names,
                                             score_thresh=0.05, nms_thresh=args.test_nms_thresh,
                                             device=device, ignore_difficult=args.ignore_difficult)
@@ -260,6 +309,7 @@ def main(argv=None):
     paths = draw_figures(detector, args.out, train_set, val_set, history, result, args.image_size)
     metrics = {"map50": result["map50"], "per_class": result["per_class"], "iters": args.iters,
                "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
+               "optimizer": args.optimizer, "schedule": args.schedule, "flips": args.flips,
                "train_images": len(train_set), "init": args.init,
                "test_nms_thresh": args.test_nms_thresh, "ignore_difficult": args.ignore_difficult,
                "num_ignored": result["num_ignored"],
