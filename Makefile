@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo long data test browser-deps bench clean
+.PHONY: venv demo long data test browser-deps bench gpu-check clean
 
 venv: $(VENV)/.installed
 
@@ -53,6 +53,15 @@ browser-deps:
 BENCH_ARGS ?= --threads 1
 bench: venv
 	$(PY) bench/benchmark.py $(BENCH_ARGS)
+
+# One prepared check on a GPU machine (at most 8 minutes on an H100/H200, no
+# internet): CUDA-relevant tests, notebook 05 on CUDA (KIT_FAST=1), 300
+# training iterations at batch 128 with bf16, inference and mAP, the benchmark
+# at batch 128 with NMS timings. Writes outputs/gpu_check/summary.{json,md}.
+# `GPU_CHECK_ARGS=--dry-run` runs it on the CPU with tiny sizes (CI does).
+GPU_CHECK_ARGS ?=
+gpu-check: data
+	$(PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

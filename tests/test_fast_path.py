@@ -219,6 +219,21 @@ def test_benchmark_smoke(tmp_path):
     assert all(n["same_indices"] for n in figures["nms"]) and len(figures["nms"]) == 2
 
 
+def test_gpu_check_dry_run(tmp_path):
+    # `make gpu-check` cannot run in CI; its dry run (CPU, tiny sizes) runs
+    # every step, so that the check does not rot between GPU sessions.
+    out = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    with open(tmp_path / "summary.json") as f:
+        summary = json.load(f)
+    assert list(summary["steps"]) == ["tests", "notebook", "train", "inference", "benchmark"]
+    assert all(step["status"] == "ok" for step in summary["steps"].values()), summary
+    assert summary["steps"]["tests"]["passed"] >= 2 and summary["steps"]["notebook"]["device"] == "cpu"
+    assert {r["detector"] for r in summary["steps"]["benchmark"]["rows"]} == {"fast", "torchvision", "backbone"}
+    assert "## Benchmark" in (tmp_path / "summary.md").read_text()
+
+
 @pytest.mark.parametrize("outer, own", [(True, None), (False, torch.bfloat16)])
 def test_autocast_reaches_the_network(outer, own, make_detector):
     # The caller's autocast must not be switched off inside, and the
