@@ -220,7 +220,7 @@ def main(argv=None):
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=None,
                         help="linear warm-up iterations (default: min(100, iters / 5))")
-    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this")
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this (0: no clipping)")
     parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=False,
                         help="random horizontal and vertical flips of the training images")
     parser.add_argument("--val-images", type=int, default=None,
@@ -249,7 +249,7 @@ def main(argv=None):
 
     import a4_helper as helper
 
-    start = time.time()
+    start, start_cpu = time.time(), time.process_time()
     os.makedirs(args.out, exist_ok=True)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"Device: {device}; torch threads: {torch.get_num_threads()}")
@@ -288,9 +288,10 @@ def main(argv=None):
             max_iters=args.iters, log_period=10, device=device, amp=device.type == "cuda",
             checkpoint_path=checkpoint, seed=args.seed,
             warmup_iters=min(100, args.iters // 5) if args.warmup is None else args.warmup,
-            grad_clip=args.grad_clip, optimizer=args.optimizer, schedule=args.schedule,
+            grad_clip=args.grad_clip or None, optimizer=args.optimizer, schedule=args.schedule,
         )
     train_time = time.time() - start
+    train_cpu = time.process_time() - start_cpu
 
     eval_set = val_set
     if args.val_images is not None:
@@ -313,7 +314,11 @@ def main(argv=None):
                "train_images": len(train_set), "init": args.init,
                "test_nms_thresh": args.test_nms_thresh, "ignore_difficult": args.ignore_difficult,
                "num_ignored": result["num_ignored"],
-               "device": str(device), "train_seconds": round(train_time, 1),
+               "device": str(device), "torch_threads": torch.get_num_threads(),
+               "train_seconds": round(train_time, 1),
+               # CPU time of this process: a measure of the work that other
+               # processes on a shared machine hardly affect.
+               "train_cpu_seconds": round(train_cpu, 1),
                "total_seconds": round(time.time() - start, 1)}
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
