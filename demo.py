@@ -54,16 +54,22 @@ def build_detector(num_classes: int, fpn_channels: int = 48, image_size: int = 1
 
 class RandomFlips(torch.utils.data.Dataset):
     """
-    `dataset` with random horizontal and vertical flips (each with
-    probability 1/2) of the image and its GT boxes: the shapes are symmetric
-    or drawn in every orientation, so a flipped image is another valid one.
+    `dataset` with random horizontal flips (probability 1/2) of the image
+    and its GT boxes, and optionally vertical ones. Every shapes class is
+    left-right symmetric, so a mirrored image is another valid one; triangles
+    and stars always point up, so vertical flips make shapes that the val
+    split never shows (they cost mAP in short runs: see bench/NOTES.md).
 
-    Items are `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded with -1
-    rows, as `a4_helper.VOC2007DetectionTiny` returns them.
+    Args:
+        dataset: items `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded
+            with -1 rows, as `a4_helper.VOC2007DetectionTiny` returns them.
+        seed: seed of the flips' random generator.
+        vertical: also flip upside down with probability 1/2.
     """
 
-    def __init__(self, dataset, seed: int = 0):
+    def __init__(self, dataset, seed: int = 0, vertical: bool = False):
         self.dataset = dataset
+        self.vertical = vertical
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self):
@@ -73,6 +79,7 @@ class RandomFlips(torch.utils.data.Dataset):
         path, image, gt = self.dataset[index]
         height, width = image.shape[-2:]
         flip_x, flip_y = (torch.rand(2, generator=self.generator) < 0.5).tolist()
+        flip_y = flip_y and self.vertical
         gt = gt.clone()
         valid = gt[:, 4] != -1
         if flip_x:
@@ -222,7 +229,9 @@ def main(argv=None):
     parser.add_argument("--grad-clip", type=float, default=10.0,
                         help="clip the gradient norm to this (0: no clipping)")
     parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=True,
-                        help="random horizontal and vertical flips of the training images")
+                        help="random horizontal flips of the training images")
+    parser.add_argument("--vertical-flips", action=argparse.BooleanOptionalAction, default=False,
+                        help="with --flips, also random vertical flips")
     parser.add_argument("--val-images", type=int, default=None,
                         help="evaluate on the first N val images only (default: all 500)")
     parser.add_argument("--fpn-channels", type=int, default=48)
@@ -263,7 +272,7 @@ def main(argv=None):
     helper.reset_seed(args.seed)
     detector = build_detector(train_set.num_classes, args.fpn_channels, args.image_size)
     loader = torch.utils.data.DataLoader(
-        RandomFlips(train_set, args.seed) if args.flips else train_set,
+        RandomFlips(train_set, args.seed, vertical=args.vertical_flips) if args.flips else train_set,
         batch_size=args.batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
@@ -311,6 +320,7 @@ def main(argv=None):
     metrics = {"map50": result["map50"], "per_class": result["per_class"], "iters": args.iters,
                "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
                "optimizer": args.optimizer, "schedule": args.schedule, "flips": args.flips,
+               "vertical_flips": args.vertical_flips,
                "train_images": len(train_set), "init": args.init,
                "test_nms_thresh": args.test_nms_thresh, "ignore_difficult": args.ignore_difficult,
                "num_ignored": result["num_ignored"],
