@@ -192,13 +192,17 @@ def test_train_detector_and_evaluation_on_the_gpu(kind, detector, tmp_path, gpu)
     if kind == "fast":
         model = FastFasterRCNN.from_reference(model)
     loader = torch.utils.data.DataLoader(TinyShapes(), batch_size=2)
+    # The demo's recipe (AdamW, cosine) for the fast path, the course's for the reference.
+    recipe = dict(optimizer="adamw", schedule="cosine") if kind == "fast" else {}
     with gpu:
         history = helper.train_detector(
             model, loader, learning_rate=1e-3, max_iters=3, log_period=1, device="cuda",
             checkpoint_path=str(tmp_path / "ckpt.pt"), warmup_iters=1, grad_clip=10.0,
-            progress=False,
+            progress=False, **recipe,
         )
         assert len(history["loss"]) == 3
+        expected_lr = [1e-3, 0.75e-3, 0.25e-3] if kind == "fast" else [1e-3, 1e-4, 1e-5]
+        assert history["lr"] == pytest.approx(expected_lr)
         result = helper.inference_with_detector(model, loader, ["a", "b", "c"],
                                                 score_thresh=0.0, nms_thresh=0.5,
                                                 device="cuda")
