@@ -451,10 +451,13 @@ def train_detector(
     warmup_iters: int = 0,
     grad_clip: Optional[float] = None,
     progress: bool = True,
+    optimizer: str = "sgd",
+    schedule: str = "step",
 ) -> Dict[str, List[float]]:
     """
     Train a detector as in the course: SGD (momentum 0.9) with the learning
-    rate divided by 10 at 60% and 90% of `max_iters`.
+    rate divided by 10 at 60% and 90% of `max_iters` (the defaults), or
+    AdamW and a cosine schedule (what the demo uses for short runs).
 
     Args:
         detector: a module whose `forward(images, gt_boxes)` returns a dict
@@ -473,6 +476,10 @@ def train_detector(
         warmup_iters: linear learning-rate warm-up iterations (0: none).
         grad_clip: clip the gradient norm to this value (None: no clipping).
         progress: show a tqdm progress bar with the latest losses.
+        optimizer: "sgd" (momentum 0.9) or "adamw" (betas 0.9, 0.999).
+        schedule: "step" (divide by 10 at 60% and 90% of `max_iters`) or
+            "cosine" (from `learning_rate` down to 0 at `max_iters`); the
+            warm-up applies to both.
 
     Returns:
         history: dict of lists, one entry per iteration: "iter", "loss"
@@ -492,11 +499,20 @@ def train_detector(
         print("train_detector: amp=True needs a CUDA device; training in float32.")
     detector.to(device)
     params = [p for p in detector.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
+    if optimizer not in ("sgd", "adamw") or schedule not in ("step", "cosine"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', schedule 'step' or 'cosine'; "
+                         f"got {optimizer!r}, {schedule!r}")
+    if optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    else:
+        optimizer = torch.optim.SGD(params, lr=learning_rate, momentum=0.9, weight_decay=weight_decay)
     milestones = [int(0.6 * max_iters), int(0.9 * max_iters)]
 
     def lr_factor(it: int) -> float:
-        factor = 0.1 ** sum(it >= m for m in milestones)
+        if schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * min(it / max(max_iters, 1), 1.0)))
+        else:
+            factor = 0.1 ** sum(it >= m for m in milestones)
         if warmup_iters > 0 and it < warmup_iters:
             factor *= (it + 1) / warmup_iters
         return factor

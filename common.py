@@ -269,23 +269,36 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5):
     order = scores.argsort(descending=True, stable=True)  # (N,), ties: lower index first
     x1, y1, x2, y2 = boxes[order].unbind(dim=1)  # (N,) each, by decreasing score
     areas = (x2 - x1) * (y2 - y1)  # (N,)
-    # Pairwise intersections, built in place: N x N matrices are large.
-    inter = (torch.min(x2[:, None], x2) - torch.max(x1[:, None], x1)).clamp_(min=0)  # (N, N)
-    inter *= (torch.min(y2[:, None], y2) - torch.max(y1[:, None], y1)).clamp_(min=0)
-    ious = inter / (areas[:, None] + areas - inter)  # (N, N)
-    # `suppresses[i, j]`: box i, if kept, removes the lower-scoring box j.
-    suppresses = (ious > iou_threshold).triu_(diagonal=1)  # (N, N)
 
-    # Greedy NMS keeps box j iff no kept box before j suppresses it. Iterating
-    # that rule on all boxes at once fixes one more box per step (the first
-    # box is always kept), so it reaches the greedy answer in at most N steps,
-    # usually a handful: the length of the longest chain of suppressions.
+    def suppressed_by(i, j):
+        # (len(i), len(j)) bool: IoU of sorted boxes i and j (indices or slices)
+        # above the threshold.
+        inter = (torch.min(x2[i, None], x2[j]) - torch.max(x1[i, None], x1[j])).clamp_(min=0)
+        inter *= (torch.min(y2[i, None], y2[j]) - torch.max(y1[i, None], y1[j])).clamp_(min=0)
+        return inter / (areas[i, None] + areas[j] - inter) > iou_threshold
+
+    # Greedy NMS keeps box j iff no kept box before j suppresses it. Boxes go
+    # in score order, in blocks: inside a block, iterate that rule on all of
+    # its boxes at once to its fixed point (each pass fixes at least one more
+    # box, usually a handful of passes in all); then the block's kept boxes
+    # suppress every later box in one step. Work: about N x (kept boxes)
+    # instead of the N x N of one big IoU matrix.
+    block_size = 256
+    num_boxes = len(areas)
     keep_mask = torch.ones_like(areas, dtype=torch.bool)  # (N,)
-    while True:
-        new_mask = ~suppresses[keep_mask].any(dim=0)  # only rows of kept boxes
-        if torch.equal(new_mask, keep_mask):
-            break
-        keep_mask = new_mask
+    for start in range(0, num_boxes, block_size):
+        block, later = slice(start, start + block_size), slice(start + block_size, num_boxes)
+        alive = keep_mask[block]  # not suppressed by an earlier block
+        suppresses = suppressed_by(block, block).triu_(diagonal=1)  # (b, b): i before j
+        kept = alive
+        while True:
+            new_kept = alive & ~(suppresses & kept[:, None]).any(dim=0)
+            if torch.equal(new_kept, kept):
+                break
+            kept = new_kept
+        keep_mask[block] = kept
+        kept_idx = start + kept.nonzero().squeeze(1)  # (k,)
+        keep_mask[later] &= ~suppressed_by(kept_idx, later).any(dim=0)
     keep = order[keep_mask]
     ### END SOLUTION
     ##########################################################################

@@ -14,6 +14,9 @@ the ratios to torchvision. It also times the pure-PyTorch `common.nms` against
     fast         `fast_detector.FastFasterRCNN`: the same modules and weights,
                  batched provided pipeline (what training uses by default)
     torchvision  `torchvision.models.detection.FasterRCNN` configured like ours
+    backbone     the limit: `DetectorBackboneWithFPN` alone (RegNet-X 400MF +
+                 FPN), forward and backward of a dummy loss on its features,
+                 same batch and flags; no detector can be faster than this
 
 Measurements of the detectors are interleaved (A B C, B C A, ...) and repeated,
 and medians are reported, so that load from other processes on a shared
@@ -23,9 +26,11 @@ Usage:
     python bench/benchmark.py                          # CPU, batch 8
     python bench/benchmark.py --device cuda --batch-size 128 --amp --channels-last
     python bench/benchmark.py --quick                  # CI smoke run
+    python bench/benchmark.py --json outputs/bench.json    # also write the figures
 """
 import argparse
 import ctypes
+import json
 import gc
 import os
 import statistics
@@ -261,12 +266,19 @@ class Runner:
         with self.autocast():
             if self.kind == "torchvision":
                 losses = self.model(list(images), targets)
+            elif self.kind == "backbone":
+                losses = {"dummy": self.backbone_loss(images)}
             else:
                 losses = self.model(images, gt)
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+
+    def backbone_loss(self, images):
+        # A dummy loss that reads every FPN level: the backward pass then
+        # costs what it costs inside a detector.
+        return sum(f.float().mean() for f in self.model(images).values())
 
     @torch.no_grad()
     def infer_step(self, batch):
@@ -276,6 +288,8 @@ class Runner:
         with self.autocast():
             if self.kind == "torchvision":
                 return self.model(list(images))
+            if self.kind == "backbone":
+                return self.model(images)
             if self.kind == "reference":  # its `inference` takes one image
                 return [self.model(images[i : i + 1], **kw) for i in range(len(images))]
             return self.model(images, **kw)
@@ -348,7 +362,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians reported)")
     p.add_argument(
         "--detectors",
-        default="reference,fast,fast+amp,torchvision,torchvision+amp",
+        default="reference,fast,fast+amp,torchvision,torchvision+amp,backbone,backbone+amp",
         help="comma-separated; suffixes: '+amp' bf16 autocast and channels-last, '+cl' channels-last only",
     )
     p.add_argument("--modes", default="train,infer")
@@ -366,6 +380,7 @@ def parse_args(argv=None):
     p.add_argument("--nms-boxes", type=int, default=5000, help="0 skips the NMS timing")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 2, 1 warm-up, 1 iter, 1 repeat")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
 
@@ -395,13 +410,14 @@ def main(argv=None):
         # Precision and memory format come from the flags, as for the others.
         "fast": lambda c: FastFasterRCNN.from_reference(build_reference(c), channels_last=False),
         "torchvision": build_torchvision,
+        "backbone": lambda c: DetectorBackboneWithFPN(c.fpn_channels, pretrained=False),
     }
     runners = {}
     for name in names:
         kind, _, flags = name.partition("+")
         if kind not in builders or flags not in ("", "amp", "cl"):
             raise SystemExit(
-                f"unknown detector {name!r}: use reference, fast or torchvision, optionally "
+                f"unknown detector {name!r}: use reference, fast, torchvision or backbone, optionally "
                 "with '+amp' (bf16 autocast and channels-last) or '+cl' (channels-last)"
             )
         torch.manual_seed(cfg.seed)
@@ -439,23 +455,41 @@ def main(argv=None):
     def median(name, mode):
         return statistics.median(results[(name, mode)]) if (name, mode) in results else None
 
+    def cpu_median(name, mode):
+        vals = cpu_results.get((name, mode))
+        return statistics.median(vals) if vals else None
+
     print(f"{'detector':<16} {'mode':<6} {'images/s':>9} {'min..max':>15} {'img/CPU-s':>10} "
-          f"{'peak MiB':>9} {'/ torchvision':>14} {'/ same flags':>13}")
+          f"{'peak MiB':>9} {'/ torchvision':>14} {'/ same flags':>13} {'/ backbone':>11}")
+    rows = []
     for mode in modes:
         tv = median("torchvision", mode)
         for name in names:
             vals = results[(name, mode)]
             med = statistics.median(vals)
-            twin = median("torchvision" + name[len(runners[name].kind):], mode)
-            cpu = statistics.median(cpu_results[(name, mode)])
+            flags = name[len(runners[name].kind):]
+            twin = median("torchvision" + flags, mode)
+            limit = median("backbone" + flags, mode)
+            cpu = cpu_median(name, mode)
             print(f"{name:<16} {mode:<6} {med:>9.1f} {min(vals):>7.1f}..{max(vals):<6.1f} "
-                  f"{cpu:>10.1f} {peaks[(name, mode)]:>9.0f} {fmt_ratio(med, tv):>14} {fmt_ratio(med, twin):>13}")
+                  f"{cpu:>10.1f} {peaks[(name, mode)]:>9.0f} {fmt_ratio(med, tv):>14} "
+                  f"{fmt_ratio(med, twin):>13} {fmt_ratio(med, limit, percent=True):>11}")
+            rows.append({
+                "detector": name, "mode": mode, "images_per_s": med, "min": min(vals), "max": max(vals),
+                "images_per_cpu_s": cpu, "peak_mib": peaks[(name, mode)],
+                "vs_torchvision": med / tv if tv else None, "vs_torchvision_same_flags": med / twin if twin else None,
+                "share_of_backbone": med / limit if limit else None,
+                "share_of_backbone_cpu_s": cpu / cpu_median("backbone" + flags, mode)
+                if cpu_median("backbone" + flags, mode) else None,
+            })
     print("(images/s: wall clock, median of the repeats; img/CPU-s: per second of this process's")
     print(" CPU time; ratios use images/s: '/ torchvision' to torchvision's plain fp32 run,")
-    print(" '/ same flags' to torchvision with the same precision and memory format)")
-    print_targets(device, cfg, names, median, lambda n, m: statistics.median(cpu_results[(n, m)]))
+    print(" '/ same flags' to torchvision with the same precision and memory format, '/ backbone'")
+    print(" the share of the backbone-alone throughput (the limit row) with the same flags)")
+    targets = print_targets(device, cfg, names, median, cpu_median)
     print()
 
+    nms_rows = []
     if cfg.nms_boxes:
         print()
         print(f"nms on {cfg.nms_boxes} random boxes ({device.type}):")
@@ -463,34 +497,69 @@ def main(argv=None):
             print(f"  iou {thr}: common.nms {t_ours * 1e3:8.2f} ms, torchvision.ops.nms "
                   f"{t_tv * 1e3:7.2f} ms, ratio {t_ours / t_tv:6.1f}x, kept {kept}, "
                   f"same indices: {same}")
+            nms_rows.append({"iou": thr, "common_nms_ms": t_ours * 1e3, "torchvision_ms": t_tv * 1e3,
+                             "kept": kept, "same_indices": same})
         print("  target: common.nms within 3x of torchvision.ops.nms on GPU")
 
+    if cfg.json:
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.json)), exist_ok=True)
+        with open(cfg.json, "w") as f:
+            json.dump({"device": str(device), "device_name": device_name(device),
+                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "batch_size": cfg.batch_size, "rows": rows, "targets": targets,
+                       "nms": nms_rows}, f, indent=2)
+        print(f"wrote {cfg.json}")
 
-def fmt_ratio(value, reference):
-    return f"{value / reference:.2f}x" if reference else "-"
+
+def fmt_ratio(value, reference, percent=False):
+    if not reference:
+        return "-"
+    return f"{100 * value / reference:.0f} %" if percent else f"{value / reference:.2f}x"
 
 
 def print_targets(device, cfg, names, median, cpu_median):
-    """The issue's targets (goals, not assertions) against this run."""
+    """
+    The speed goals (goals, not assertions) against this run; returns them
+    as a list of dicts for the JSON output.
+    """
+    targets = []
+
+    def report(text, value, goal):
+        met = value is not None and value >= goal
+        print(f"target: {text} -> {'met' if met else 'not met'}")
+        targets.append({"target": text, "value": value, "goal": goal, "met": met})
+
     fast = [n for n in names if n.startswith("fast")]
     if not fast:
-        return
+        return targets
     best = {m: max(fast, key=lambda n: median(n, m) or 0) for m in ("train", "infer")}
     if device.type == "cuda":
         for mode, goal in (("train", 2500), ("infer", 5000)):
-            if median(best[mode], mode):
-                got = median(best[mode], mode)
-                print(f"target (H100 class, batch 128): {mode} >= {goal} img/s: {best[mode]} "
-                      f"{got:.0f} img/s -> {'met' if got >= goal else 'not met'}"
-                      f"{'' if cfg.batch_size == 128 else ' (measured at batch %d)' % cfg.batch_size}")
-    else:
-        tv = median("torchvision", "train")
-        got = median(best["train"], "train")
-        if tv and got:
-            cpu_ratio = cpu_median(best["train"], "train") / cpu_median("torchvision", "train")
-            print(f"target (CPU): training >= 2x torchvision (fp32): {best['train']} {got / tv:.2f}x "
-                  f"wall clock, {cpu_ratio:.2f}x per CPU second "
-                  f"-> {'met' if min(got / tv, cpu_ratio) >= 2 else 'not met'}")
+            got = median(best[mode], mode)
+            if got:
+                note = "" if cfg.batch_size == 128 else f", measured at batch {cfg.batch_size}"
+                report(f"(H100 class, batch 128) {mode} >= {goal} img/s: {best[mode]} {got:.0f} img/s{note}",
+                       got, goal)
+        return targets
+    for mode in ("train", "infer"):
+        # Same flags: each fast variant against torchvision with its flags.
+        pairs = [(n, "torchvision" + n[len("fast"):]) for n in fast]
+        pairs = [(n, t) for n, t in pairs if median(t, mode) and median(n, mode)]
+        if pairs:
+            name, twin = max(pairs, key=lambda p: median(p[0], mode) / median(p[1], mode))
+            wall = median(name, mode) / median(twin, mode)
+            cpu = cpu_median(name, mode) / cpu_median(twin, mode)
+            report(f"(CPU) {mode} >= 2x torchvision, same flags: {name} / {twin} {wall:.2f}x wall clock, "
+                   f"{cpu:.2f}x per CPU second", min(wall, cpu), 2.0)
+        limits = [(n, "backbone" + n[len("fast"):]) for n in fast]
+        limits = [(n, b) for n, b in limits if median(b, mode) and median(n, mode)]
+        if limits:
+            name, limit = max(limits, key=lambda p: median(p[0], mode) / median(p[1], mode))
+            wall = median(name, mode) / median(limit, mode)
+            cpu = cpu_median(name, mode) / cpu_median(limit, mode)
+            report(f"(CPU) {mode} >= 70 % of the backbone alone: {name} {100 * wall:.0f} % wall clock, "
+                   f"{100 * cpu:.0f} % per CPU second", min(wall, cpu), 0.7)
+    return targets
 
 
 def device_name(device):

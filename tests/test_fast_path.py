@@ -4,6 +4,7 @@ The batched fast path (`fast_detector.py`) against the reference detector
 torchvision's box ops; and a smoke run of the speed benchmark.
 """
 import copy
+import json
 import subprocess
 import sys
 
@@ -198,15 +199,39 @@ def test_roi_align_separable_channels_last_and_empty():
 
 
 # --------------------------------------------------------------- benchmark
-def test_benchmark_smoke():
+def test_benchmark_smoke(tmp_path):
     out = subprocess.run(
         [sys.executable, "bench/benchmark.py", "--quick", "--nms-boxes", "300",
-         "--detectors", "fast,torchvision", "--fpn-channels", "16", "--threads", "1"],
+         "--detectors", "fast,torchvision,backbone", "--fpn-channels", "16", "--threads", "1",
+         "--json", str(tmp_path / "bench.json")],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    for needle in ("fast", "torchvision", "train", "infer", "same indices: True"):
+    for needle in ("fast", "torchvision", "backbone", "train", "infer", "/ backbone",
+                   "of the backbone alone", "same indices: True"):
         assert needle in out.stdout, out.stdout
+    with open(tmp_path / "bench.json") as f:
+        figures = json.load(f)
+    rows = {(r["detector"], r["mode"]): r for r in figures["rows"]}
+    assert set(rows) == {(d, m) for d in ("fast", "torchvision", "backbone") for m in ("train", "infer")}
+    assert rows[("backbone", "train")]["share_of_backbone"] == 1.0
+    assert 0 < rows[("fast", "train")]["share_of_backbone"] < 10
+    assert all(n["same_indices"] for n in figures["nms"]) and len(figures["nms"]) == 2
+
+
+def test_gpu_check_dry_run(tmp_path):
+    # `make gpu-check` cannot run in CI; its dry run (CPU, tiny sizes) runs
+    # every step, so that the check does not rot between GPU sessions.
+    out = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    with open(tmp_path / "summary.json") as f:
+        summary = json.load(f)
+    assert list(summary["steps"]) == ["tests", "notebook", "train", "inference", "benchmark"]
+    assert all(step["status"] == "ok" for step in summary["steps"].values()), summary
+    assert summary["steps"]["tests"]["passed"] >= 2 and summary["steps"]["notebook"]["device"] == "cpu"
+    assert {r["detector"] for r in summary["steps"]["benchmark"]["rows"]} == {"fast", "torchvision", "backbone"}
+    assert "## Benchmark" in (tmp_path / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("outer, own", [(True, None), (False, torch.bfloat16)])
