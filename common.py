@@ -270,35 +270,33 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5):
     x1, y1, x2, y2 = boxes[order].unbind(dim=1)  # (N,) each, by decreasing score
     areas = (x2 - x1) * (y2 - y1)  # (N,)
 
-    def suppressed_by(i, j):
-        # (len(i), len(j)) bool: IoU of sorted boxes i and j (indices or slices)
-        # above the threshold.
-        inter = (torch.min(x2[i, None], x2[j]) - torch.max(x1[i, None], x1[j])).clamp_(min=0)
-        inter *= (torch.min(y2[i, None], y2[j]) - torch.max(y1[i, None], y1[j])).clamp_(min=0)
-        return inter / (areas[i, None] + areas[j] - inter) > iou_threshold
-
     # Greedy NMS keeps box j iff no kept box before j suppresses it. Boxes go
     # in score order, in blocks: inside a block, iterate that rule on all of
     # its boxes at once to its fixed point (each pass fixes at least one more
     # box, usually a handful of passes in all); then the block's kept boxes
-    # suppress every later box in one step. Work: about N x (kept boxes)
-    # instead of the N x N of one big IoU matrix.
+    # suppress every later box in one step. No N x N matrix is built, and
+    # later blocks only look forward.
     block_size = 256
     num_boxes = len(areas)
     keep_mask = torch.ones_like(areas, dtype=torch.bool)  # (N,)
     for start in range(0, num_boxes, block_size):
-        block, later = slice(start, start + block_size), slice(start + block_size, num_boxes)
-        alive = keep_mask[block]  # not suppressed by an earlier block
-        suppresses = suppressed_by(block, block).triu_(diagonal=1)  # (b, b): i before j
+        end = min(start + block_size, num_boxes)
+        # IoU of the block's boxes with themselves and every later box.
+        rows, cols = slice(start, end), slice(start, num_boxes)
+        inter = (torch.min(x2[rows, None], x2[cols]) - torch.max(x1[rows, None], x1[cols])).clamp_(min=0)
+        inter *= (torch.min(y2[rows, None], y2[cols]) - torch.max(y1[rows, None], y1[cols])).clamp_(min=0)
+        overlaps = inter / (areas[rows, None] + areas[cols] - inter) > iou_threshold  # (b, N - start)
+        suppresses = overlaps[:, : end - start].triu(diagonal=1)  # (b, b): i before j
+
+        alive = keep_mask[rows]  # not suppressed by an earlier block
         kept = alive
         while True:
             new_kept = alive & ~(suppresses & kept[:, None]).any(dim=0)
             if torch.equal(new_kept, kept):
                 break
             kept = new_kept
-        keep_mask[block] = kept
-        kept_idx = start + kept.nonzero().squeeze(1)  # (k,)
-        keep_mask[later] &= ~suppressed_by(kept_idx, later).any(dim=0)
+        keep_mask[rows] = kept
+        keep_mask[end:] &= ~overlaps[kept, end - start :].any(dim=0)
     keep = order[keep_mask]
     ### END SOLUTION
     ##########################################################################
