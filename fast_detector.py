@@ -18,10 +18,14 @@ detections, but the pipeline around the network runs on whole batches:
 - inference takes batches of any size (the reference `inference` takes one
   image) and returns one `(boxes, classes, scores)` tuple per image.
 
-It calls your implementations (backbone, RPN prediction network, anchors,
-location coordinates, box deltas, IoU, the classifier) wherever they are
-functions or modules, so it trains *your* model; it only replaces the
-per-image loops around them.
+It calls the kit's functions and modules wherever they work on one tensor
+(backbone, RPN prediction network, anchors, location coordinates, box
+deltas, IoU, `sample_rpn_training`, `assign_fpn_level`, the classifier), so
+it trains *your* model. What it writes anew are the batched versions of the
+per-image loops: matching (the rule of `rcnn_match_anchors_to_gt`, for a
+whole batch), proposal decoding with NMS, mixing GT into the proposals, and
+inference. `tests/test_fast_path.py` checks that both give the same losses
+and detections.
 
 Usage:
     detector = FasterRCNN(backbone, rpn, ...)        # as in the notebooks
@@ -39,7 +43,10 @@ from torch.nn import functional as F
 
 from common import get_fpn_location_coords
 from two_stage_detector import (
+    BACKGROUND,
+    NEUTRAL,
     FasterRCNN,
+    assign_fpn_level,
     generate_fpn_anchors,
     iou,
     rcnn_apply_deltas_to_anchors,
@@ -187,6 +194,10 @@ def _prefer_separable_roi_align(device) -> bool:
     return device.type == "cpu"
 
 
+# `FasterRCNN`'s settings that are not modules (`from_reference` copies them).
+_SETTINGS = ("num_classes", "roi_size", "batch_size_per_image", "fg_fraction", "proposal_iou_thresholds")
+
+
 class FastFasterRCNN(FasterRCNN):
     """
     `FasterRCNN` with a batched forward pass; see the module docstring.
@@ -222,9 +233,8 @@ class FastFasterRCNN(FasterRCNN):
         nn.Module.__init__(fast)
         for name, module in detector.named_children():
             setattr(fast, name, module)
-        fast.num_classes = detector.num_classes
-        fast.roi_size = detector.roi_size
-        fast.batch_size_per_image = detector.batch_size_per_image
+        for name in _SETTINGS:  # the constructor's settings, as the detector has them
+            setattr(fast, name, getattr(detector, name))
         fast.channels_last = channels_last
         fast.autocast_dtype = autocast_dtype
         if channels_last:
@@ -259,11 +269,11 @@ class FastFasterRCNN(FasterRCNN):
         boxes, valid, levels = self._mix_gt(boxes, valid, levels, gt_boxes, len(feats))
 
         # Match candidates (proposals and GT) to GT: IoU > 0.5 is foreground.
-        matched = self._match(boxes, gt_boxes, (0.5, 0.5))  # (B, P, 5)
-        matched = matched.masked_fill(~valid[..., None], -1e8)  # padding: "neutral", never sampled
+        matched = self._match(boxes, gt_boxes, self.proposal_iou_thresholds)  # (B, P, 5)
+        matched = matched.masked_fill(~valid[..., None], NEUTRAL)  # padding: never sampled
         num_images, num_cands = valid.shape
         fg_idx, bg_idx = sample_rpn_training(
-            matched.view(-1, 5), self.batch_size_per_image * num_images, 0.25
+            matched.view(-1, 5), self.batch_size_per_image * num_images, self.fg_fraction
         )
         sampled = torch.cat([fg_idx, bg_idx])  # (S,) indices into B * P
         logits, order = self._classify(
@@ -362,7 +372,8 @@ class FastFasterRCNN(FasterRCNN):
             gt_boxes: `(B, M, 5)`, rows with class -1 are padding.
 
         Returns:
-            `(B, P, 5)` matched GT boxes: -1 rows background, -1e8 neutral.
+            `(B, P, 5)` matched GT boxes: `BACKGROUND` rows (-1) background,
+            `NEUTRAL` rows (-1e8) neutral.
         """
         num_images, num_gt = gt_boxes.shape[:2]
         gt_boxes = gt_boxes.float()
@@ -375,9 +386,9 @@ class FastFasterRCNN(FasterRCNN):
         quality, matched_idx = quality.max(dim=2)  # (B, P)
         matched = gt_boxes.gather(1, matched_idx[..., None].expand(-1, -1, 5))  # (B, P, 5)
         low, high = iou_thresholds
-        matched = torch.where((quality <= low)[..., None], torch.full_like(matched, -1.0), matched)
+        matched = torch.where((quality <= low)[..., None], torch.full_like(matched, BACKGROUND), matched)
         neutral = (quality > low) & (quality < high)
-        return torch.where(neutral[..., None], torch.full_like(matched, -1e8), matched)
+        return torch.where(neutral[..., None], torch.full_like(matched, NEUTRAL), matched)
 
     def _rpn_losses(self, anchors, obj_logits, deltas, gt_boxes):
         """RPN objectness and box losses of the batch, as `RPN.forward`."""
@@ -390,14 +401,14 @@ class FastFasterRCNN(FasterRCNN):
         deltas = torch.cat(list(deltas.values()), dim=1).reshape(-1, 4).float()
 
         total = rpn.batch_size_per_image * num_images
-        fg_idx, bg_idx = sample_rpn_training(matched, total, 0.5)
+        fg_idx, bg_idx = sample_rpn_training(matched, total, rpn.fg_fraction)
         idx = torch.cat([fg_idx, bg_idx])  # (S,) into B * A
         sampled_gt = matched[idx]  # (S, 5)
         gt_deltas = rcnn_get_deltas_from_anchors(anchor_boxes[idx % len(anchor_boxes)], sampled_gt[:, :4])
         gt_objectness = (sampled_gt[:, 4] >= 0).float()
         loss_obj = F.binary_cross_entropy_with_logits(obj_logits[idx], gt_objectness, reduction="sum")
         loss_box = F.l1_loss(deltas[idx], gt_deltas, reduction="none")
-        loss_box = loss_box.masked_fill(gt_deltas == -1e8, 0.0).sum()
+        loss_box = loss_box.masked_fill(gt_deltas == NEUTRAL, 0.0).sum()
         return loss_obj / total, loss_box / total
 
     @torch.no_grad()
@@ -451,8 +462,7 @@ class FastFasterRCNN(FasterRCNN):
         """
         gt = gt_boxes.float()
         gt_valid = gt[..., 4] != -1  # (B, M)
-        area = ((gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])).clamp(min=1e-12)
-        level = torch.floor(5 + torch.log2(torch.sqrt(area) / 224)).clamp(3, 5).long() - 3
+        level = assign_fpn_level(gt, min_level=3, max_level=2 + num_levels) - 3  # (B, M), 0 = p3
         num_gt = gt.shape[1]
         cand_boxes, cand_valid, cand_levels = [boxes], [valid], [levels]
         for level_idx in range(num_levels):
