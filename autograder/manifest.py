@@ -16,10 +16,13 @@ GRADED_FILES = ("two_stage_detector.py", "common.py")
 # submission and shipped with the reference solution.
 GRADING_RUNTIME_FILES = ("a4_helper.py",)
 
-# Shared by the notebooks' self-checks and the grader (one comparison rule,
-# one list of TODOs). The grader imports it in its worker before any child
-# is started, and the Gradescope zip ships it.
-KIT_PACKAGE = ("kit/__init__.py", "kit/checking.py", "kit/todos.py")
+# The kit package: the provided code that a4_helper.py gathers (data,
+# training, evaluation, figures) and what the notebooks' self-checks and the
+# grader share (one comparison rule, one list of TODOs). The grader imports
+# it in its worker before any child is started (children cannot read it),
+# and the release and the Gradescope zip ship it.
+KIT_PACKAGE = tuple(f"kit/{name}.py" for name in (
+    "__init__", "checking", "todos", "data", "training", "evaluation", "figures"))
 
 # Provided files of the student release, shipped unchanged: the helpers, the
 # data generator, the photographs' annotations (their JPEGs are written from

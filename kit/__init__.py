@@ -1,4 +1,11 @@
 """
-Code the notebooks' self-checks and the grader share: one comparison rule
-(`kit.checking`) and one list of the TODOs (`kit.todos`).
+The kit's provided code, one concept per module (`a4_helper` gathers the
+public names in one namespace):
+
+- `kit.data`: datasets, seeds, devices;
+- `kit.training`: the training loop;
+- `kit.evaluation`: detections and mAP;
+- `kit.figures`: pictures;
+- `kit.checking`: the one comparison rule of the self-checks and the grader;
+- `kit.todos`: the list of the TODOs, for the self-checks.
 """

@@ -388,7 +388,7 @@ def show_ground_truth(dataset, index: int, ax=None):
     """
     from matplotlib.lines import Line2D
 
-    from a4_helper import PALETTE, _add_box, detection_visualizer
+    from a4_helper import PALETTE, add_box, detection_visualizer
 
     path, image, gt_boxes = dataset[index]
     difficult = dataset.difficult_boxes(index)
@@ -397,7 +397,7 @@ def show_ground_truth(dataset, index: int, ax=None):
                                title=os.path.basename(path))
     ax = fig.axes[0] if ax is None else ax
     for box in difficult.tolist():
-        _add_box(ax, box, PALETTE["difficult"], linewidth=1.5, linestyle=":",
+        add_box(ax, box, PALETTE["difficult"], linewidth=1.5, linestyle=":",
                  label=f"difficult {dataset.class_names[int(box[4])]}", text_colour="black")
     handles = [Line2D([], [], color=PALETTE["gt"], ls="--", label="GT")]
     if len(difficult):

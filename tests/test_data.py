@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 import a4_helper as helper
+import kit.data as kit_data
+from kit.data import _load_generator
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -133,7 +135,7 @@ def test_relative_paths_are_relative_to_the_kit_folder(tmp_path, monkeypatch):
     kit = tmp_path / "kit"
     root = kit / "data" / "VOCdevkit" / "VOC2007"
     _write_voc(str(root), {"a": (Image.new("RGB", (8, 8)), [("person", 1, 1, 4, 4, 0)])}, split="val")
-    monkeypatch.setattr(helper, "_HERE", str(kit))
+    monkeypatch.setattr(kit_data, "KIT_ROOT", str(kit))
     monkeypatch.chdir(tmp_path)  # another folder, as a notebook in notebooks/
     for name in ("data", "data/VOCdevkit", "data/VOCdevkit/VOC2007"):
         assert helper.VOC2007DetectionTiny(name, "val", image_size=8).dataset_dir == str(root), name
@@ -182,7 +184,7 @@ def _digest(folder):
 
 
 def test_generator_is_deterministic(tmp_path):
-    generator = helper._load_generator()
+    generator = _load_generator()
     a = generator.generate(str(tmp_path / "a"), num_train=5, num_val=2, seed=3, workers=1)
     b = generator.generate(str(tmp_path / "b"), num_train=5, num_val=2, seed=3, workers=2)
     c = generator.generate(str(tmp_path / "c"), num_train=5, num_val=2, seed=4, workers=1)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import a4_helper as helper
+from kit.evaluation import _detections_on_difficult
 
 
 
@@ -117,9 +118,9 @@ def test_detections_on_difficult_hand_made():
         [0, 0, 10, 8],       # IoU 0.8 with the GT, 1 with the second difficult box: ignored
     ])
     classes = torch.tensor([0, 1, 0, 0, 0, 0])
-    ignored = helper._detections_on_difficult(boxes, classes, gt, difficult)
+    ignored = _detections_on_difficult(boxes, classes, gt, difficult)
     assert ignored.tolist() == [True, False, False, True, False, True]
-    assert not helper._detections_on_difficult(boxes, classes, gt, torch.empty(0, 5)).any()
+    assert not _detections_on_difficult(boxes, classes, gt, torch.empty(0, 5)).any()
 
 
 class DatasetWithDifficult(torch.utils.data.Dataset):
@@ -131,11 +132,11 @@ class DatasetWithDifficult(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.gts)
 
-    def _image_path(self, index):
+    def image_path(self, index):
         return f"img{index}.jpg"
 
     def __getitem__(self, index):
-        return self._image_path(index), torch.zeros(3, 32, 32), self.gts[index]
+        return self.image_path(index), torch.zeros(3, 32, 32), self.gts[index]
 
     def difficult_boxes(self, index):
         return self.difficult[index]
