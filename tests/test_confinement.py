@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import confine, fixtures
+from autograder import confine, fixtures, manifest
 from autograder.checks import CHECK_NAMES, CHECKS
 from autograder.release import make_release
 from autograder.submission import MAX_FILE_BYTES, read_graded_files
@@ -493,6 +493,9 @@ def user_world(gradescope_install):
     for f in (ROOT / "autograder").glob("*.py"):
         shutil.copy(f, kit / "autograder" / f.name)
     for name in fixtures.REFERENCE_FILES + ["README.md"]:
+        shutil.copy(ROOT / name, kit / name)
+    (kit / "kit").mkdir()
+    for name in manifest.KIT_PACKAGE:  # the comparison rule the grader imports
         shutil.copy(ROOT / name, kit / name)
     for p in [kit, *kit.rglob("*")]:
         os.chown(p, uid, uid)
