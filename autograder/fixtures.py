@@ -26,10 +26,11 @@ import torch
 # Imported here, in the sandbox worker, before it forks: a child switched to
 # another uid may not be able to read the package's files any more.
 from . import transplant
+from .manifest import GRADED_FILES, GRADING_RUNTIME_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = Path(os.environ.get("AUTOGRADER_FIXTURES", Path(__file__).resolve().parent / "fixtures"))
-REFERENCE_FILES = ["two_stage_detector.py", "common.py", "a4_helper.py"]
+REFERENCE_FILES = [*GRADED_FILES, *GRADING_RUNTIME_FILES]
 PKG_DIR = Path(__file__).resolve().parent
 # The grader's modules that the reference outputs depend on.
 FIXTURE_SOURCES = ("checks.py", "check_base.py", "checks_common.py", "checks_boxes.py", "checks_rpn.py",
