@@ -388,7 +388,7 @@ def show_ground_truth(dataset, index: int, ax=None):
     """
     from matplotlib.lines import Line2D
 
-    from a4_helper import PALETTE, add_box, detection_visualizer
+    from kit.figures import PALETTE, add_box, detection_visualizer
 
     path, image, gt_boxes = dataset[index]
     difficult = dataset.difficult_boxes(index)
