@@ -6,6 +6,7 @@ public names in one namespace):
 - `kit.training`: the training loop;
 - `kit.evaluation`: detections and mAP;
 - `kit.figures`: pictures;
+- `kit.anchors`: anchors of the FPN levels for an image size (your TODOs);
 - `kit.checking`: the one comparison rule of the self-checks and the grader;
 - `kit.todos`: the list of the TODOs, for the self-checks.
 """

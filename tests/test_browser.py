@@ -175,6 +175,24 @@ def stable_screenshot(page, element, path, timeout=20):
         page.wait_for_timeout(700)
 
 
+def painted_figure(page, figure, path, differs_from=None, timeout=60):
+    """Screenshot of the figure element once it is painted: not blank and, when
+    `differs_from` is given, different from it (Chromium may paint a decoded
+    image a little later under load). Returns (image, painted, changed
+    fraction of pixels)."""
+    deadline = time.time() + timeout
+    while True:
+        figure.scroll_into_view_if_needed()
+        image = Image.open(io.BytesIO(figure.screenshot()))
+        painted = np.asarray(image.convert("L"), dtype=float).std() > 20
+        changed = region_change(differs_from, image) if painted and differs_from else 0.0
+        done = painted and (differs_from is None or changed > 0.005)
+        if done or time.time() > deadline:
+            image.save(path)
+            return image, painted, changed
+        page.wait_for_timeout(1000)
+
+
 def region_change(before: Image.Image, after: Image.Image) -> float:
     """Fraction of pixels that differ by more than 24 grey levels."""
     a = np.asarray(before.convert("RGB"), dtype=np.int16)
@@ -230,7 +248,9 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     assert "stride_scale 8 " in text_before and sum(counts_before) == 588, text_before
     src_before = figure.get_attribute("src")
     figure.evaluate("img => img.decode()")
-    shot_before = stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_before.png"))
+    stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_before.png"))
+    fig_before, painted, _ = painted_figure(page, figure, SCREENSHOTS / "figure_before.png")
+    assert painted, "the first figure is blank"
 
     # Drag the stride_scale handle to the left end of its track (1..12 -> 1).
     slider = page.locator(".anchor-explorer-stride-scale")
@@ -256,7 +276,7 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     figure.evaluate("img => img.decode()")
     page.wait_for_timeout(1000)
     text_after, counts_after = explorer_counts(page)
-    shot_after = stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_after.png"))
+    stable_screenshot(page, explorer, str(SCREENSHOTS / "explorer_after.png"))
 
     # The printed counts: same anchors, other labels; the slider's readout too.
     assert "stride_scale 1 (1:1 anchor 16 px)" in text_after, text_after
@@ -265,23 +285,13 @@ def test_anchor_explorer_slider_changes_drawing_and_counts(page, jupyterlab, scr
     assert counts_after[0] == 0 and counts_before[0] > 0
     assert slider.locator(".widget-readout").inner_text().strip() == "1"
 
-    # The drawing: compare the figure region of the two screenshots.
-    before, after = Image.open(io.BytesIO(shot_before)), Image.open(io.BytesIO(shot_after))
-    ex_box = explorer.bounding_box()
-    fig_box = figure.bounding_box()
-    crop = tuple(int(v) for v in (fig_box["x"] - ex_box["x"], fig_box["y"] - ex_box["y"],
-                                  fig_box["x"] - ex_box["x"] + fig_box["width"],
-                                  fig_box["y"] - ex_box["y"] + fig_box["height"]))
-    fig_before, fig_after = before.crop(crop), after.crop(crop)
-    fig_before.save(SCREENSHOTS / "figure_before.png")
-    fig_after.save(SCREENSHOTS / "figure_after.png")
-    # Real pictures (not blank boxes) ...
-    assert np.asarray(fig_before.convert("L"), dtype=float).std() > 20
+    # The drawing, as painted on screen.
+    fig_after, painted, changed = painted_figure(page, figure, SCREENSHOTS / "figure_after.png",
+                                                 differs_from=fig_before)
     info = page.evaluate("() => [...document.querySelectorAll('.anchor-explorer-output img')].map("
                          "i => [i.naturalWidth, i.complete, JSON.stringify(i.getBoundingClientRect())])")
-    assert np.asarray(fig_after.convert("L"), dtype=float).std() > 20, f"the new figure is blank: {info} {crop}"
-    # ... that changed: the dots and anchors of other labels.
-    changed = region_change(fig_before, fig_after)
+    # Real pictures (not blank boxes) that changed: the dots and anchors of other labels.
+    assert painted, f"the new figure is blank after 60 s: {info}"
     assert changed > 0.005, f"only {changed:.4f} of the figure's pixels changed"
     # The controls did not move: the change is in the figure, not the layout.
     controls = slider.bounding_box()
