@@ -13,6 +13,7 @@ import copy
 
 import pytest
 import torch
+import torchvision
 
 import a4_helper as helper
 import fast_detector
@@ -117,17 +118,19 @@ def test_training_step_on_the_gpu(kind, detector, gpu):
 
 
 def test_fast_path_takes_its_gpu_branches_there(detector, monkeypatch, gpu):
-    # On the simulated GPU the fast path picks its CUDA choices (batched
-    # matrix NMS, torchvision's RoI-Align), so those run under the check too.
+    # On the simulated GPU the fast path picks its CUDA choice (torchvision's
+    # RoI-Align instead of the separable one), so that runs under the check too.
     calls = []
-    monkeypatch.setattr(fast_detector, "batched_nms_sorted",
-                        lambda *a, _f=fast_detector.batched_nms_sorted: calls.append(1) or _f(*a))
+    monkeypatch.setattr(fast_detector, "roi_align_separable",
+                        lambda *a, _f=fast_detector.roi_align_separable: calls.append("cpu") or _f(*a))
+    monkeypatch.setattr(fast_detector.torchvision.ops, "roi_align",
+                        lambda *a, _f=torchvision.ops.roi_align, **k: calls.append("gpu") or _f(*a, **k))
     model = FastFasterRCNN.from_reference(copy.deepcopy(detector))
     images, gt = batch()
     with gpu:
         model.to("cuda").train()
         model(images.to("cuda"), gt.to("cuda"))
-    assert calls
+    assert calls and set(calls) == {"gpu"}
 
 
 @pytest.mark.parametrize("kind", ["reference", "fast"])
