@@ -164,9 +164,9 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
     Colour anchors by their match (output of `rcnn_match_anchors_to_gt`) in
     the kit's `PALETTE`: foreground (class >= 0), neutral (rows of
     `two_stage_detector.NEUTRAL`), background (rows of
-    `two_stage_detector.BACKGROUND`), and the GT boxes thick. All foreground anchors are drawn; of the
-    neutral and background ones only `max_neutral` / `max_background`,
-    picked at random, to keep the picture readable.
+    `two_stage_detector.BACKGROUND`), and the GT boxes thick. All foreground
+    anchors are drawn; of the neutral and background ones only `max_neutral`
+    / `max_background`, picked at random, to keep the picture readable.
 
     Args:
         image: see `detection_visualizer`.

@@ -31,6 +31,7 @@ ASPECT_RATIO_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0)
 # per anchor for counting and colouring. They are the explorer's own: not the
 # sentinels of the rows that `rcnn_match_anchors_to_gt` returns
 # (`two_stage_detector.BACKGROUND` / `NEUTRAL`), from which they are derived.
+# Their order counts: a location's dot takes the largest label of its anchors.
 LABEL_FOREGROUND, LABEL_NEUTRAL, LABEL_BACKGROUND = 1, 0, -1
 LABEL_NAMES = {LABEL_FOREGROUND: "foreground", LABEL_NEUTRAL: "neutral",
                LABEL_BACKGROUND: "background"}
