@@ -28,6 +28,11 @@ VOC_CLASSES = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_BOXES = 40
+# Value of every field of the rows that pad `gt_boxes` to MAX_BOXES rows: a
+# class of -1 marks "no box" (`rcnn_match_anchors_to_gt` drops such rows). The
+# dataset does not import two_stage_detector.py for it: the data must load
+# whatever state the student's file is in.
+GT_PADDING = -1.0
 
 
 def reset_seed(number: int = 0):
@@ -194,7 +199,8 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
             pixels of the crop, clamped to `[0, S]`. Difficult objects are
             left out, boxes that are narrower or lower than `min_box_size`
             pixels after clamping (pushed out of the crop) are dropped, and
-            the rest is padded with rows of -1. At most 40 boxes are kept.
+            the rest is padded with rows of `GT_PADDING` (-1). At most 40
+            boxes are kept.
 
     Args:
         dataset_dir: the VOC-layout folder (e.g. `data/VOCdevkit/VOC2007`), the
@@ -322,7 +328,7 @@ class VOC2007DetectionTiny(torch.utils.data.Dataset):
             (boxes[:, 3] - boxes[:, 1]) >= self.min_box_size
         )
         gt = torch.cat([boxes, torch.from_numpy(classes)[:, None]], dim=1)[keep][:MAX_BOXES]
-        gt_boxes = torch.full((MAX_BOXES, 5), -1.0)
+        gt_boxes = torch.full((MAX_BOXES, 5), GT_PADDING)
         gt_boxes[: len(gt)] = gt
         return gt_boxes
 

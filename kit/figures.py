@@ -162,10 +162,11 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
                  seed: int = 0):
     """
     Colour anchors by their match (output of `rcnn_match_anchors_to_gt`) in
-    the kit's `PALETTE`: foreground (class >= 0), neutral (-1e8), background
-    (-1), and the GT boxes thick. All foreground anchors are drawn; of the
-    neutral and background ones only `max_neutral` / `max_background`,
-    picked at random, to keep the picture readable.
+    the kit's `PALETTE`: foreground (class >= 0), neutral (rows of
+    `two_stage_detector.NEUTRAL`), background (rows of
+    `two_stage_detector.BACKGROUND`), and the GT boxes thick. All foreground
+    anchors are drawn; of the neutral and background ones only `max_neutral`
+    / `max_background`, picked at random, to keep the picture readable.
 
     Args:
         image: see `detection_visualizer`.
@@ -177,12 +178,16 @@ def draw_matches(image, anchors: torch.Tensor, matched_gt_boxes: torch.Tensor,
         `PALETTE` (foreground, neutral, background, gt), and the legend gives
         the full counts.
     """
+    # The sentinels of the file that made `matched_gt_boxes`; imported here,
+    # as two_stage_detector.py imports this module (through a4_helper).
+    from two_stage_detector import BACKGROUND, NEUTRAL
+
     fig, ax = _new_axes(ax)
     anchors = torch.as_tensor(anchors).detach().cpu().reshape(-1, 4)
     matched = torch.as_tensor(matched_gt_boxes).detach().cpu().reshape(-1, 5)
     fg = (matched[:, 4] >= 0).nonzero().flatten()
-    neutral = (matched[:, 4] == -1e8).nonzero().flatten()
-    bg = (matched[:, 4] == -1).nonzero().flatten()
+    neutral = (matched[:, 4] == NEUTRAL).nonzero().flatten()
+    bg = (matched[:, 4] == BACKGROUND).nonzero().flatten()
     generator = torch.Generator().manual_seed(seed)
     bg_drawn = bg[torch.randperm(len(bg), generator=generator)[:max_background]]
     neutral_drawn = neutral[torch.randperm(len(neutral), generator=generator)[:max_neutral]]

@@ -6,8 +6,8 @@ the IoU thresholds.
 
 All computations call YOUR code: `get_fpn_location_coords` (common.py),
 `generate_fpn_anchors`, `iou` and `rcnn_match_anchors_to_gt`
-(two_stage_detector.py). They are looked up at call time, so edits that
-`%autoreload` picks up show at once.
+(two_stage_detector.py), the anchors through `kit.anchors.fpn_anchors`. They
+are looked up at call time, so edits that `%autoreload` picks up show at once.
 
     result = explore_anchors(gt_boxes, level="p4", stride_scale=8)
     result["counts"]        # {"foreground": 5, "neutral": 21, "background": 562}
@@ -22,22 +22,36 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from a4_helper import PALETTE
+from kit.anchors import feature_map_shapes, fpn_anchors
+from kit.data import GT_PADDING
 
-FPN_STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 ASPECT_RATIO_CHOICES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
-# Anchor labels in `explore_anchors(...)["labels"]`.
-FOREGROUND, NEUTRAL, BACKGROUND = 1, 0, -1
-LABEL_NAMES = {FOREGROUND: "foreground", NEUTRAL: "neutral", BACKGROUND: "background"}
+# Labels of the anchors in `explore_anchors(...)["labels"]`, one small int
+# per anchor for counting and colouring. They are the explorer's own: not the
+# sentinels of the rows that `rcnn_match_anchors_to_gt` returns
+# (`two_stage_detector.BACKGROUND` / `NEUTRAL`), from which they are derived.
+# Their order counts: a location's dot takes the largest label of its anchors.
+LABEL_FOREGROUND, LABEL_NEUTRAL, LABEL_BACKGROUND = 1, 0, -1
+LABEL_NAMES = {LABEL_FOREGROUND: "foreground", LABEL_NEUTRAL: "neutral",
+               LABEL_BACKGROUND: "background"}
 # The kit's one palette (a4_helper.PALETTE), as in every notebook's pictures.
-LABEL_COLORS = {FOREGROUND: PALETTE["foreground"], NEUTRAL: PALETTE["neutral"],
-                BACKGROUND: PALETTE["background"]}
+LABEL_COLORS = {LABEL_FOREGROUND: PALETTE["foreground"], LABEL_NEUTRAL: PALETTE["neutral"],
+                LABEL_BACKGROUND: PALETTE["background"]}
 GT_COLOR = PALETTE["gt"]
 
 
+def _fpn_strides() -> Dict[str, int]:
+    """The backbone's FPN levels and strides, `common.FPN_STRIDES`."""
+    import common
+
+    return dict(common.FPN_STRIDES)
+
+
 def _check_settings(level, stride_scale, aspect_ratios, iou_thresholds):
-    if level not in FPN_STRIDES:
-        raise ValueError(f"level must be one of {list(FPN_STRIDES)}, got {level!r}.")
+    levels = _fpn_strides()
+    if level not in levels:
+        raise ValueError(f"level must be one of {list(levels)}, got {level!r}.")
     if not stride_scale or stride_scale <= 0:
         raise ValueError(f"stride_scale must be a positive number, got {stride_scale!r}.")
     if len(aspect_ratios) == 0 or min(aspect_ratios) <= 0:
@@ -53,14 +67,14 @@ def _check_settings(level, stride_scale, aspect_ratios, iou_thresholds):
 
 
 def _valid_gt(gt_boxes: torch.Tensor) -> torch.Tensor:
-    """GT rows `(x1, y1, x2, y2, class)` without the `-1` padding rows."""
+    """GT rows `(x1, y1, x2, y2, class)` without the padding rows (class `GT_PADDING`)."""
     gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32)
     if gt_boxes.dim() != 2 or gt_boxes.shape[1] != 5:
         raise ValueError(
             "gt_boxes must be a (M, 5) tensor of (x1, y1, x2, y2, class) rows "
             f"(one image, as the dataset serves them), got shape {tuple(gt_boxes.shape)}."
         )
-    return gt_boxes[gt_boxes[:, 4] != -1]
+    return gt_boxes[gt_boxes[:, 4] != GT_PADDING]
 
 
 def explore_anchors(
@@ -77,8 +91,8 @@ def explore_anchors(
 
     Args:
         gt_boxes: `(M, 5)` GT boxes `(x1, y1, x2, y2, class)` of one image;
-            rows with class -1 (padding) are ignored.
-        level: FPN level, one of "p3", "p4", "p5" (strides 8, 16, 32).
+            padding rows (class -1) are ignored.
+        level: FPN level, a key of `common.FPN_STRIDES` ("p3", "p4", "p5").
         stride_scale: Anchor side is `stride_scale * stride` (for ratio 1).
         aspect_ratios: Anchor aspect ratios (height / width) per location.
         center: `(x, y)` in pixels; the location of the level nearest to it
@@ -92,8 +106,8 @@ def explore_anchors(
             "level", "stride", "stride_scale", "aspect_ratios", "iou_thresholds",
             "grid": `(H, W)` locations of the level,
             "anchors": `(H * W * A, 4)` XYXY anchors,
-            "labels": `(H * W * A,)` long, FOREGROUND (1) / NEUTRAL (0) /
-                BACKGROUND (-1),
+            "labels": `(H * W * A,)` long, LABEL_FOREGROUND (1) /
+                LABEL_NEUTRAL (0) / LABEL_BACKGROUND (-1),
             "best_iou": `(H * W * A,)` IoU with the best-matching GT box,
             "counts": {"foreground": int, "neutral": int, "background": int},
             "location": index of the selected location,
@@ -101,31 +115,20 @@ def explore_anchors(
             "location_anchors": `(A, 4)`, "location_labels": `(A,)`,
             "location_ious": `(A,)`: the anchors at the selected location.
     """
-    import common
     import two_stage_detector as tsd
 
     aspect_ratios = [float(r) for r in aspect_ratios]
     _check_settings(level, stride_scale, aspect_ratios, iou_thresholds)
     width, height = image_size
-    stride = FPN_STRIDES[level]
-    grid = (height // stride, width // stride)
+    strides = {level: _fpn_strides()[level]}
     gt = _valid_gt(gt_boxes)
 
-    locations = common.get_fpn_location_coords(
-        {level: (1, 1) + grid}, {level: stride}
-    )[level]  # (H*W, 2)
-    if locations is None:
-        raise NotImplementedError(
-            "The explorer needs get_fpn_location_coords (common.py): implement it first."
-        )
-    anchors = tsd.generate_fpn_anchors(
-        {level: locations}, {level: stride}, stride_scale, aspect_ratios
-    )[level]  # (H*W*A, 4)
-    if anchors is None:
-        raise NotImplementedError(
-            "The explorer needs generate_fpn_anchors (two_stage_detector.py): "
-            "implement it first."
-        )
+    try:
+        locations, anchors = fpn_anchors(image_size, strides, stride_scale, aspect_ratios)
+    except NotImplementedError as error:  # "needs <TODO> (<file>): implement it first."
+        raise NotImplementedError(f"The explorer {error}") from None
+    locations, anchors = locations[level], anchors[level]  # (H*W, 2), (H*W*A, 4)
+    grid = tuple(feature_map_shapes(image_size, strides)[level][-2:])
     num_anchors = len(aspect_ratios)
 
     if len(gt) > 0:
@@ -133,9 +136,9 @@ def explore_anchors(
     else:
         best_iou = anchors.new_zeros(len(anchors))
     matched = tsd.rcnn_match_anchors_to_gt(anchors, gt, tuple(iou_thresholds))  # (N, 5)
-    labels = torch.full((len(anchors),), NEUTRAL, dtype=torch.long)
-    labels[matched[:, 4] >= 0] = FOREGROUND
-    labels[matched[:, 4] == -1] = BACKGROUND
+    labels = torch.full((len(anchors),), LABEL_NEUTRAL, dtype=torch.long)
+    labels[matched[:, 4] >= 0] = LABEL_FOREGROUND
+    labels[matched[:, 4] == tsd.BACKGROUND] = LABEL_BACKGROUND
 
     if center is None:
         center = (width / 2, height / 2)
@@ -145,7 +148,7 @@ def explore_anchors(
 
     return {
         "level": level,
-        "stride": stride,
+        "stride": strides[level],
         "stride_scale": stride_scale,
         "aspect_ratios": aspect_ratios,
         "iou_thresholds": tuple(iou_thresholds),
@@ -230,15 +233,15 @@ def draw_explorer(image, gt_boxes, result: Dict, class_names=None, ax=None, titl
                     bbox=dict(facecolor=GT_COLOR, edgecolor="none", pad=1))
 
     anchors, labels = result["anchors"], result["labels"]
-    for x1, y1, x2, y2 in anchors[labels == FOREGROUND].tolist():
+    for x1, y1, x2, y2 in anchors[labels == LABEL_FOREGROUND].tolist():
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=0.8,
-                               ec=LABEL_COLORS[FOREGROUND], alpha=0.7))
+                               ec=LABEL_COLORS[LABEL_FOREGROUND], alpha=0.7))
 
     # One dot per location, coloured by the best label among its anchors.
     per_location = labels.view(-1, len(result["aspect_ratios"])).max(dim=1).values
     centers = 0.5 * (anchors[:, :2] + anchors[:, 2:])
     centers = centers.view(-1, len(result["aspect_ratios"]), 2)[:, 0]
-    for value, size in ((BACKGROUND, 6), (NEUTRAL, 12), (FOREGROUND, 16)):
+    for value, size in ((LABEL_BACKGROUND, 6), (LABEL_NEUTRAL, 12), (LABEL_FOREGROUND, 16)):
         chosen = centers[per_location == value]
         if len(chosen):
             ax.scatter(chosen[:, 0], chosen[:, 1], s=size, c=LABEL_COLORS[value],
@@ -264,7 +267,7 @@ def draw_explorer(image, gt_boxes, result: Dict, class_names=None, ax=None, titl
         )
     handles = [Line2D([], [], color=GT_COLOR, lw=2.5, label="GT box")] + [
         Line2D([], [], color=LABEL_COLORS[v], lw=2, label=LABEL_NAMES[v])
-        for v in (FOREGROUND, NEUTRAL, BACKGROUND)
+        for v in (LABEL_FOREGROUND, LABEL_NEUTRAL, LABEL_BACKGROUND)
     ]
     ax.legend(handles=handles, loc="lower center", ncol=4, fontsize=7,
               bbox_to_anchor=(0.5, -0.11), frameon=False)
@@ -310,7 +313,7 @@ class AnchorExplorer:
         layout = widgets.Layout(width="470px")
         self.controls = {
             "level": widgets.ToggleButtons(
-                options=list(FPN_STRIDES), value=level, description="FPN level",
+                options=list(_fpn_strides()), value=level, description="FPN level",
                 style={"description_width": "100px", "button_width": "60px"},
             ),
             "stride_scale": widgets.IntSlider(
@@ -406,7 +409,7 @@ def explorer_overview(
     import matplotlib.pyplot as plt
 
     height, width = _to_hwc(image).shape[:2]
-    levels = list(FPN_STRIDES)
+    levels = list(_fpn_strides())
     fig, axes = plt.subplots(
         len(stride_scales), len(levels), squeeze=False,
         figsize=(3.6 * len(levels), 3.8 * len(stride_scales)),

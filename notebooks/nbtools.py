@@ -341,6 +341,7 @@ def proposals_before_nms(anchors, obj_logits, deltas, image_size, topk=400):
     """
     import two_stage_detector as tsd
 
+    # The steps of RPN.predict_proposals (decode, clamp, rank), not shared: there they are a TODO.
     boxes = tsd.rcnn_apply_deltas_to_anchors(deltas, anchors)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, image_size[0])
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, image_size[1])

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 import a4_helper as helper  # noqa: E402
+from kit.data import GT_PADDING  # noqa: E402
 
 IMAGE = torch.zeros(3, 64, 64)  # ImageNet-normalized grey-ish image
 
@@ -28,7 +29,7 @@ def _rects(ax, colour=None):
 
 
 def test_detection_visualizer():
-    gt = torch.full((40, 5), -1.0)
+    gt = torch.full((40, 5), GT_PADDING)
     gt[:2] = torch.tensor([[1.0, 2, 30, 40, 0], [10, 10, 20, 20, 2]])
     pred = torch.tensor([[0.0, 0, 10, 10, 1, 0.9], [5, 5, 50, 50, 2, 0.4], [1, 1, 2, 2, 0, 0.1]])
     fig = helper.detection_visualizer(IMAGE, ["a", "b", "c"], gt_boxes=gt, pred_boxes=pred)
@@ -60,13 +61,15 @@ def test_draw_anchors():
 
 
 def test_draw_matches():
+    from two_stage_detector import BACKGROUND, NEUTRAL
+
     anchors = torch.arange(24.0).reshape(6, 4).sort(dim=1).values
     matched = torch.tensor([
         [1.0, 1, 9, 9, 0], [1, 1, 9, 9, 1],  # foreground
-        [-1e8] * 5,  # neutral
-        [-1.0] * 5, [-1.0] * 5, [-1.0] * 5,  # background
+        [NEUTRAL] * 5,
+        [BACKGROUND] * 5, [BACKGROUND] * 5, [BACKGROUND] * 5,
     ])
-    gt = torch.full((40, 5), -1.0)
+    gt = torch.full((40, 5), GT_PADDING)
     gt[0] = torch.tensor([1.0, 1, 9, 9, 0])
     fig = helper.draw_matches(IMAGE, anchors, matched, gt, max_background=2)
     ax = fig.axes[0]
@@ -86,7 +89,7 @@ def test_draw_proposals():
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert len(_rects(fig.axes[0])) == 5 and len(_rects(fig.axes[1])) == 2
     assert "before" in fig.axes[0].get_title() and "after" in fig.axes[1].get_title()
-    gt = torch.full((40, 5), -1.0)
+    gt = torch.full((40, 5), GT_PADDING)
     gt[0] = torch.tensor([2.0, 2, 30, 30, 1])
     fig = helper.draw_proposals(IMAGE, before, after, topk=5, gt_boxes=gt)
     assert [len(_rects(ax, helper.PALETTE["gt"])) for ax in fig.axes] == [1, 1]
@@ -94,7 +97,7 @@ def test_draw_proposals():
 
 
 def test_labels_of_boxes_at_the_top_edge_stay_inside_the_image():
-    gt = torch.full((40, 5), -1.0)
+    gt = torch.full((40, 5), GT_PADDING)
     gt[:2] = torch.tensor([[5.0, 0, 30, 20, 0], [5, 30, 30, 50, 1]])
     fig = helper.detection_visualizer(IMAGE, ["top", "low"], gt_boxes=gt)
     texts = {t.get_text(): t for t in fig.axes[0].texts}
@@ -112,8 +115,10 @@ def test_one_palette_in_the_helpers_and_the_explorer():
     import anchor_explorer
 
     assert anchor_explorer.GT_COLOR == helper.PALETTE["gt"]
-    assert anchor_explorer.LABEL_COLORS == {1: helper.PALETTE["foreground"], 0: helper.PALETTE["neutral"],
-                                            -1: helper.PALETTE["background"]}
+    assert anchor_explorer.LABEL_COLORS == {
+        anchor_explorer.LABEL_FOREGROUND: helper.PALETTE["foreground"],
+        anchor_explorer.LABEL_NEUTRAL: helper.PALETTE["neutral"],
+        anchor_explorer.LABEL_BACKGROUND: helper.PALETTE["background"]}
 
 
 def test_plot_losses_short_history_shows_points():

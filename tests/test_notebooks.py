@@ -22,8 +22,11 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 sys.path.insert(0, str(NOTEBOOK_DIR))
 
 import anchor_explorer  # noqa: E402
+import common  # noqa: E402
 import nbtools  # noqa: E402
 import two_stage_detector  # noqa: E402
+from kit import anchors as kit_anchors  # noqa: E402
+from kit.data import GT_PADDING  # noqa: E402
 
 CANONICAL_CHECKS = {
     # common.py
@@ -111,9 +114,53 @@ def test_first_cell_sets_up_colab_and_local(path):
     assert "find_spec" in source
 
 
+# ----------------------------------------------------------- anchors of the kit
+class TestFpnAnchors:
+    def test_feature_map_shapes_round_up(self):
+        # (W, H) = (70, 40): 40 / 32 -> 2 rows, 70 / 32 -> 3 columns, as a stride-2 layer rounds up.
+        assert kit_anchors.feature_map_shapes((70, 40), {"p3": 8, "p5": 32}) == {
+            "p3": (1, 1, 5, 9), "p5": (1, 1, 2, 3)}
+
+    def test_hand_computed_anchor(self):
+        ratios = [0.5, 1.0, 2.0]
+        locations, anchors = kit_anchors.fpn_anchors((70, 40), {"p5": 32}, 2, ratios)
+        assert set(locations) == set(anchors) == {"p5"}
+        assert locations["p5"].shape == (6, 2) and anchors["p5"].shape == (6 * 3, 4)
+        # Location 4 is row 1, column 1: centre (1.5 * 32, 1.5 * 32) = (48, 48).
+        torch.testing.assert_close(locations["p5"][4], torch.tensor([48.0, 48.0]))
+        # Its ratio-2 anchor (height / width = 2, area (2 * 32) ** 2): w = 64 / sqrt(2), h = 64 * sqrt(2).
+        half_w, half_h = 32 / math.sqrt(2), 32 * math.sqrt(2)
+        torch.testing.assert_close(anchors["p5"][4 * 3 + 2],
+                                   torch.tensor([48 - half_w, 48 - half_h, 48 + half_w, 48 + half_h]))
+        # Ratio 1 at location 0 (centre (16, 16)): a 64 px square.
+        torch.testing.assert_close(anchors["p5"][1], torch.tensor([-16.0, -16, 48, 48]))
+
+    def test_all_levels_of_the_backbone(self):
+        locations, anchors = kit_anchors.fpn_anchors((224, 224), common.FPN_STRIDES, 8, [1.0])
+        assert {k: len(v) for k, v in anchors.items()} == {"p3": 784, "p4": 196, "p5": 49}
+        assert {k: len(v) for k, v in locations.items()} == {"p3": 784, "p4": 196, "p5": 49}
+
+    @pytest.mark.parametrize("module, name, message", [
+        (common, "get_fpn_location_coords",
+         "needs get_fpn_location_coords (common.py): implement it first."),
+        (two_stage_detector, "generate_fpn_anchors",
+         "needs generate_fpn_anchors (two_stage_detector.py): implement it first."),
+    ])
+    @pytest.mark.parametrize("stub", ["None", "None per level"])
+    def test_stub_names_the_todo(self, monkeypatch, module, name, message, stub):
+        if stub == "None":
+            monkeypatch.setattr(module, name, lambda *args, **kwargs: None)
+        else:
+            monkeypatch.setattr(module, name, lambda per_level, *args, **kwargs:
+                                {level: None for level in per_level})
+        with pytest.raises(NotImplementedError) as error:
+            kit_anchors.fpn_anchors((64, 64), {"p5": 32}, 2, [1.0])
+        assert str(error.value) == message
+
+
 # ----------------------------------------------------------- anchor explorer
 def gt_rows(*boxes):
-    rows = torch.full((40, 5), -1.0)
+    rows = torch.full((40, 5), GT_PADDING)
     rows[: len(boxes)] = torch.tensor(boxes, dtype=torch.float32)
     return rows
 
@@ -174,8 +221,23 @@ class TestExploreAnchors:
         assert sum(expected.values()) == len(boxes)
 
     def test_no_gt_means_all_background(self):
-        result = anchor_explorer.explore_anchors(torch.full((40, 5), -1.0), "p4", 8)
+        result = anchor_explorer.explore_anchors(torch.full((40, 5), GT_PADDING), "p4", 8)
         assert result["counts"] == {"foreground": 0, "neutral": 0, "background": 588}
+
+    def test_padding_rows_are_never_matched(self):
+        gt = gt_rows([16, 16, 80, 80, 2])
+        result = anchor_explorer.explore_anchors(gt, "p5", 2, [1.0], image_size=(64, 64))
+        matched = two_stage_detector.rcnn_match_anchors_to_gt(result["anchors"], gt, (0.3, 0.6))
+        assert set(matched[:, 4].tolist()) == {2.0, two_stage_detector.BACKGROUND, two_stage_detector.NEUTRAL}
+        assert result["labels"].tolist() == [anchor_explorer.LABEL_BACKGROUND, anchor_explorer.LABEL_NEUTRAL,
+                                             anchor_explorer.LABEL_NEUTRAL, anchor_explorer.LABEL_FOREGROUND]
+
+    def test_levels_and_strides_come_from_common(self):
+        for level, stride in common.FPN_STRIDES.items():
+            result = anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]), level, 2, [1.0])
+            assert result["stride"] == stride and result["grid"] == (math.ceil(224 / stride),) * 2
+        with pytest.raises(ValueError, match=re.escape(f"level must be one of {list(common.FPN_STRIDES)}")):
+            anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]), "p6")
 
     @pytest.mark.parametrize("kwargs, message", [
         ({"level": "p6"}, "level must be one of"),
@@ -190,8 +252,15 @@ class TestExploreAnchors:
     def test_unimplemented_student_code_is_reported(self, monkeypatch):
         monkeypatch.setattr(two_stage_detector, "generate_fpn_anchors",
                             lambda locations, *args: {level: None for level in locations})
-        with pytest.raises(NotImplementedError, match="generate_fpn_anchors"):
+        with pytest.raises(NotImplementedError, match="generate_fpn_anchors") as error:
             anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]))
+        assert str(error.value) == ("The explorer needs generate_fpn_anchors (two_stage_detector.py): "
+                                    "implement it first.")
+        monkeypatch.setattr(common, "get_fpn_location_coords",
+                            lambda shapes, *args, **kwargs: {level: None for level in shapes})
+        with pytest.raises(NotImplementedError) as error:
+            anchor_explorer.explore_anchors(gt_rows([0, 0, 10, 10, 0]))
+        assert str(error.value) == "The explorer needs get_fpn_location_coords (common.py): implement it first."
 
     def test_bad_gt_shape(self):
         with pytest.raises(ValueError, match=r"\(M, 5\)"):
