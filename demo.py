@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from typing import Optional
 
 # On a CPU shared with other jobs, OpenMP threads that spin while waiting
 # slow training down several times; let them sleep instead.
@@ -19,37 +20,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from kit import presets  # noqa: E402
 
-def build_detector(num_classes: int, fpn_channels: int = 48, image_size: int = 160):
+
+def build_detector(num_classes: int, fpn_channels: Optional[int] = None,
+                   image_size: Optional[int] = None):
     """
     The reference detector with settings for small images trained from
-    scratch. Anchors scale with `image_size` (shapes objects are sized
-    relative to the image): 2.5 x stride at 160 px.
-    """
-    from common import DetectorBackboneWithFPN
-    from two_stage_detector import RPN, FasterRCNN
+    scratch: the "demo" preset of `kit.presets` (why its anchors are what they
+    are is written there). Anchors scale with `image_size` (shapes objects
+    are sized relative to the image): 2.5 x stride at 160 px.
 
-    backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=False)
-    rpn = RPN(
-        fpn_channels,
-        stem_channels=[fpn_channels],
-        batch_size_per_image=64,
-        # Objects here are about 11 px to most of a 160 px image, with aspect
-        # ratios from 1:3 to 3:1. Anchors of 2.5 x stride (20, 40, 80 px at
-        # p3, p4, p5) in five shapes, and foreground from IoU 0.4, give 98 % of
-        # val objects at least one foreground anchor. With the course's IoU
-        # 0.6 (or even 0.5) and three shapes, 12 % of the objects had none: the
-        # matching has no "best anchor per object" rule, so such objects are
-        # never taught as foreground.
-        anchor_stride_scale=2.5 * image_size / 160,
-        anchor_aspect_ratios=[1 / 3, 0.5, 1.0, 2.0, 3.0],
-        anchor_iou_thresholds=(0.3, 0.4),
-        nms_thresh=0.7,
-        pre_nms_topk=200,
-        post_nms_topk=30,
-    )
-    return FasterRCNN(backbone, rpn, stem_channels=[fpn_channels], num_classes=num_classes,
-                      batch_size_per_image=64)
+    Args:
+        num_classes: number of object classes (without background).
+        fpn_channels: width of the FPN and of both stems (default: the preset's, 48).
+        image_size: size of the images (default: the preset's, 160 px).
+
+    Returns:
+        `FasterRCNN` built from `common.py` and `two_stage_detector.py`.
+    """
+    stem = {"stem_channels": [fpn_channels]} if fpn_channels else {}
+    return presets.build_detector("demo", num_classes, image_size=image_size,
+                                  fpn_channels=fpn_channels, rpn=stem, roi=stem)
 
 
 class RandomFlips(torch.utils.data.Dataset):
@@ -215,7 +207,7 @@ def main(argv=None):
     parser.add_argument("--out", default="outputs/demo", help="folder for figures, metrics, checkpoint")
     parser.add_argument("--iters", type=int, default=700,
                         help="training iterations (0 with --init: only evaluate and draw)")
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--image-size", type=int, default=presets.PRESETS["demo"]["image_size"])
     parser.add_argument("--batch-size", type=int, default=16)
     # The defaults are the short demo's recipe (see bench/NOTES.md, "The demo");
     # `make long` gives the course's SGD recipe explicitly.
@@ -234,7 +226,7 @@ def main(argv=None):
                         help="with --flips, also random vertical flips")
     parser.add_argument("--val-images", type=int, default=None,
                         help="evaluate on the first N val images only (default: all 500)")
-    parser.add_argument("--fpn-channels", type=int, default=48)
+    parser.add_argument("--fpn-channels", type=int, default=presets.PRESETS["demo"]["fpn_channels"])
     parser.add_argument("--train-images", type=int, default=2000,
                         help="size of the generated train split; more than the default 2,000 keeps a "
                              "long schedule from overfitting (the val split stays the same 500 images)")
