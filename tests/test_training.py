@@ -11,15 +11,12 @@ import torch
 from torch import nn
 
 import a4_helper as helper
-from common import DetectorBackboneWithFPN
-from two_stage_detector import RPN, FasterRCNN
+from kit.presets import build_detector
 
 
-def _tiny_detector(num_classes=2, channels=16):
-    backbone = DetectorBackboneWithFPN(channels, pretrained=False)
-    rpn = RPN(channels, [channels], batch_size_per_image=16, anchor_stride_scale=2,
-              pre_nms_topk=50, post_nms_topk=10)
-    return FasterRCNN(backbone, rpn, [channels], num_classes=num_classes, batch_size_per_image=16)
+def _tiny_detector(num_classes=2):
+    # The tests' small detector, its anchors scaled to these 64 px images.
+    return build_detector("tiny", num_classes, image_size=64)
 
 
 def _tiny_loader():
