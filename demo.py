@@ -21,6 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from kit import presets  # noqa: E402
+from kit.anchors import fpn_anchors  # noqa: E402
+from two_stage_detector import BACKGROUND  # noqa: E402
 
 
 def build_detector(num_classes: int, fpn_channels: Optional[int] = None,
@@ -54,7 +56,8 @@ class RandomFlips(torch.utils.data.Dataset):
 
     Args:
         dataset: items `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded
-            with -1 rows, as `a4_helper.VOC2007DetectionTiny` returns them.
+            with rows of `BACKGROUND` (-1), as `a4_helper.VOC2007DetectionTiny`
+            returns them.
         seed: seed of the flips' random generator.
         vertical: also flip upside down with probability 1/2.
     """
@@ -73,7 +76,7 @@ class RandomFlips(torch.utils.data.Dataset):
         flip_x, flip_y = (torch.rand(2, generator=self.generator) < 0.5).tolist()
         flip_y = flip_y and self.vertical
         gt = gt.clone()
-        valid = gt[:, 4] != -1
+        valid = gt[:, 4] != BACKGROUND
         if flip_x:
             image = image.flip(-1)
             gt[valid, 0], gt[valid, 2] = width - gt[valid, 2], width - gt[valid, 0]
@@ -86,29 +89,51 @@ class RandomFlips(torch.utils.data.Dataset):
 @torch.no_grad()
 def rpn_proposals(detector, image: torch.Tensor, topk: int = 20):
     """
-    Top-`topk` RPN proposals of one image `(3, S, S)` over all FPN levels,
-    before and after class-agnostic NMS (the RPN's own threshold), each
-    `(K, 4)` sorted by objectness.
-    """
-    import torchvision
-    from common import get_fpn_location_coords
-    from two_stage_detector import generate_fpn_anchors, rcnn_apply_deltas_to_anchors
+    The RPN's proposals of one image `(3, H, W)` before and after its NMS:
+    the `topk` of highest objectness over all FPN levels, each `(K, 4)`.
 
+    After NMS: what `detector.rpn` hands the second stage (at most its
+    `post_nms_topk` per level). Before NMS: the candidates its NMS starts
+    from, made with the RPN's own pieces (its anchors, decoded with
+    `rcnn_apply_deltas_to_anchors` and clamped to the image, then its
+    `pre_nms_topk` per level).
+    """
+    from two_stage_detector import rcnn_apply_deltas_to_anchors
+
+    rpn, strides = detector.rpn, detector.backbone.fpn_strides
     device = next(detector.parameters()).device
     detector.eval()
     feats = detector.backbone(image[None].to(device))
-    logits, deltas = detector.rpn.pred_net(feats)
-    strides = detector.backbone.fpn_strides
-    locations = get_fpn_location_coords({k: v.shape for k, v in feats.items()}, strides,
-                                        device=device)
-    anchors = generate_fpn_anchors(locations, strides, detector.rpn.anchor_stride_scale,
-                                   detector.rpn.anchor_aspect_ratios)
-    boxes = torch.cat([rcnn_apply_deltas_to_anchors(deltas[k][0], anchors[k]) for k in anchors])
-    boxes = boxes.clamp(0, image.shape[-1])
-    scores = torch.cat([logits[k][0] for k in anchors])
-    order = scores.argsort(descending=True)[: detector.rpn.pre_nms_topk * len(anchors)]
-    keep = torchvision.ops.nms(boxes[order], scores[order], detector.rpn.nms_thresh)
-    return boxes[order][:topk].cpu(), boxes[order][keep][:topk].cpu()
+    proposals = rpn(feats, strides)["proposals"]
+    logits, deltas = rpn.pred_net(feats)
+    # The image size as the RPN sees it: its p3 map times the stride.
+    width, height = (feats["p3"].shape[d] * strides["p3"] for d in (3, 2))
+    _, anchors = fpn_anchors((width, height), strides, rpn.anchor_stride_scale,
+                             rpn.anchor_aspect_ratios, device)
+    before, after = [], []
+    for level in anchors:
+        boxes = rcnn_apply_deltas_to_anchors(deltas[level][0], anchors[level])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        scores, order = logits[level][0].topk(min(rpn.pre_nms_topk, len(boxes)))
+        candidates = boxes[order]
+        before.append((scores, candidates))
+        # Every proposal the RPN kept is one of these candidates: its objectness.
+        kept = proposals[level][0]
+        after.append((scores[torch.cdist(kept, candidates, p=1).argmin(1)], kept))
+    return _highest(before, topk), _highest(after, topk)
+
+
+def _highest(scored_boxes, topk: int) -> torch.Tensor:
+    """The `topk` boxes of highest score of `[(scores (N,), boxes (N, 4)), ...]`, on the CPU."""
+    scores = torch.cat([s for s, _ in scored_boxes])
+    boxes = torch.cat([b for _, b in scored_boxes])
+    return boxes[scores.argsort(descending=True)[:topk]].cpu()
+
+
+def anchor_sizes(stride_scale: float, strides) -> str:
+    """The anchor sizes of the FPN levels as a label, e.g. "64/128/256"."""
+    return "/".join(f"{stride_scale * s:g}" for s in strides.values())
 
 
 def draw_figures(detector, out: str, train_set, val_set, history, result, image_size: int):
@@ -119,8 +144,7 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
     import matplotlib.pyplot as plt
 
     import a4_helper as helper
-    from common import get_fpn_location_coords
-    from two_stage_detector import generate_fpn_anchors, rcnn_match_anchors_to_gt
+    from two_stage_detector import RPN, rcnn_match_anchors_to_gt
 
     paths = []
 
@@ -137,10 +161,8 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
     photos = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
                                          image_size=image_size)
     strides = detector.backbone.fpn_strides
-    shapes = {k: (1, 1, image_size // s, image_size // s) for k, s in strides.items()}
-    locations = get_fpn_location_coords(shapes, strides)
     scale, ratios = detector.rpn.anchor_stride_scale, detector.rpn.anchor_aspect_ratios
-    anchors = generate_fpn_anchors(locations, strides, scale, ratios)
+    locations, anchors = fpn_anchors((image_size, image_size), strides, scale, ratios)
     _, image, gt = photos[photos.ids.index("astronaut")]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
     for ax, level in zip(axes, strides):
@@ -151,21 +173,24 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
                             f"{scale * strides[level]:g} px anchors (ratio 1, 12 shown)")
     save(fig, "anchors.png")
 
-    # Matching on photos uses the course's VOC settings (224 px images,
-    # anchors of 8 x stride = 64, 128, 256 px), made for objects that fill
-    # much of the picture, as photographed objects do.
-    photos224 = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
-                                            image_size=224)
-    shapes224 = {k: (1, 1, 224 // s, 224 // s) for k, s in strides.items()}
-    anchors224 = generate_fpn_anchors(get_fpn_location_coords(shapes224, strides), strides, 8,
-                                      [0.5, 1.0, 2.0])
-    all_anchors = torch.cat(list(anchors224.values()))
+    # Matching on photos uses the course's VOC settings (the "course" preset:
+    # 224 px images, anchors of 8 x stride = 64, 128, 256 px), made for
+    # objects that fill much of the picture, as photographed objects do.
+    course = presets.preset_config("course")
+    course_rpn = RPN(course["fpn_channels"], **course["rpn"])
+    photos_course = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
+                                                image_size=course["image_size"])
+    _, anchors_course = fpn_anchors((course["image_size"],) * 2, strides,
+                                    course_rpn.anchor_stride_scale,
+                                    course_rpn.anchor_aspect_ratios)
+    all_anchors = torch.cat(list(anchors_course.values()))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
     for ax, name in zip(axes, ["astronaut", "stereo_motorcycle", "chelsea"]):
-        _, image, gt = photos224[photos224.ids.index(name)]
-        matched = rcnn_match_anchors_to_gt(all_anchors, gt, (0.3, 0.6))
+        _, image, gt = photos_course[photos_course.ids.index(name)]
+        matched = rcnn_match_anchors_to_gt(all_anchors, gt, course_rpn.anchor_iou_thresholds)
         helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
-                            title=f"{name}\n64/128/256 px anchors, IoU (0.3, 0.6)")
+                            title=f"{name}\n{anchor_sizes(course_rpn.anchor_stride_scale, strides)} "
+                            f"px anchors, IoU {course_rpn.anchor_iou_thresholds}")
     save(fig, "matches.png")
 
     # The same on shapes images with the demo detector's anchors.
@@ -176,7 +201,7 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
         matched = rcnn_match_anchors_to_gt(all_anchors, gt, detector.rpn.anchor_iou_thresholds)
         helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
                             title=f"{os.path.basename(path)}\n"
-                            f"{scale * 8:g}/{scale * 16:g}/{scale * 32:g} px anchors, IoU "
+                            f"{anchor_sizes(scale, strides)} px anchors, IoU "
                             f"{detector.rpn.anchor_iou_thresholds}")
     save(fig, "matches_shapes.png")
 
