@@ -102,19 +102,26 @@ def preset_config(preset: str, image_size: Optional[int] = None, fpn_channels: O
         `{"fpn_channels", "image_size", "rpn", "roi"}` as in `PRESETS`.
 
     Raises:
-        ValueError: for a name that is not a preset.
+        ValueError: for a name that is not a preset, or another image size
+            for a preset that keeps the RPN's default anchors (give
+            `anchor_stride_scale` in `rpn`).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     cfg = copy.deepcopy(PRESETS[preset])
+    rpn = copy.deepcopy(rpn or {})
     if image_size is not None:
-        scale = cfg["rpn"].get("anchor_stride_scale")
-        if scale is not None:  # else the RPN's default, made for the preset's size
+        if "anchor_stride_scale" in cfg["rpn"]:
+            scale = cfg["rpn"]["anchor_stride_scale"]
             cfg["rpn"]["anchor_stride_scale"] = scale * image_size / cfg["image_size"]
+        elif image_size != cfg["image_size"] and "anchor_stride_scale" not in rpn:
+            raise ValueError(f"preset {preset!r} keeps the RPN's default anchors, made for "
+                             f"{cfg['image_size']} px images: for {image_size} px give "
+                             "rpn={'anchor_stride_scale': ...}")
         cfg["image_size"] = image_size
     if fpn_channels is not None:
         cfg["fpn_channels"] = fpn_channels
-    cfg["rpn"].update(copy.deepcopy(rpn or {}))
+    cfg["rpn"].update(rpn)
     cfg["roi"].update(copy.deepcopy(roi or {}))
     return cfg
 

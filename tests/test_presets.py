@@ -84,6 +84,14 @@ def test_overrides_replace_what_they_name_and_leave_the_preset_alone():
     assert presets.PRESETS["demo"]["rpn"]["anchor_stride_scale"] == 2.5
 
 
+def test_other_image_size_for_default_anchors_asks_for_a_scale():
+    with pytest.raises(ValueError, match="default anchors.*anchor_stride_scale"):
+        presets.preset_config("course", image_size=160)
+    assert presets.preset_config("course", image_size=224)["rpn"] == presets.PRESETS["course"]["rpn"]
+    cfg = presets.preset_config("course", image_size=160, rpn={"anchor_stride_scale": 6})
+    assert cfg["rpn"]["anchor_stride_scale"] == 6 and cfg["image_size"] == 160
+
+
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match="'voc'.*course, demo, bench, tiny"):
         presets.build_detector("voc", num_classes=20)
