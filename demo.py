@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import time
+from typing import Optional
 
 # On a CPU shared with other jobs, OpenMP threads that spin while waiting
 # slow training down several times; let them sleep instead.
@@ -19,37 +20,30 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from kit import presets  # noqa: E402
+from kit.anchors import fpn_anchors  # noqa: E402
+from two_stage_detector import BACKGROUND  # noqa: E402
 
-def build_detector(num_classes: int, fpn_channels: int = 48, image_size: int = 160):
+
+def build_detector(num_classes: int, fpn_channels: Optional[int] = None,
+                   image_size: Optional[int] = None):
     """
     The reference detector with settings for small images trained from
-    scratch. Anchors scale with `image_size` (shapes objects are sized
-    relative to the image): 2.5 x stride at 160 px.
-    """
-    from common import DetectorBackboneWithFPN
-    from two_stage_detector import RPN, FasterRCNN
+    scratch: the "demo" preset of `kit.presets` (why its anchors are what they
+    are is written there). Anchors scale with `image_size` (shapes objects
+    are sized relative to the image): 2.5 x stride at 160 px.
 
-    backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=False)
-    rpn = RPN(
-        fpn_channels,
-        stem_channels=[fpn_channels],
-        batch_size_per_image=64,
-        # Objects here are about 11 px to most of a 160 px image, with aspect
-        # ratios from 1:3 to 3:1. Anchors of 2.5 x stride (20, 40, 80 px at
-        # p3, p4, p5) in five shapes, and foreground from IoU 0.4, give 98 % of
-        # val objects at least one foreground anchor. With the course's IoU
-        # 0.6 (or even 0.5) and three shapes, 12 % of the objects had none: the
-        # matching has no "best anchor per object" rule, so such objects are
-        # never taught as foreground.
-        anchor_stride_scale=2.5 * image_size / 160,
-        anchor_aspect_ratios=[1 / 3, 0.5, 1.0, 2.0, 3.0],
-        anchor_iou_thresholds=(0.3, 0.4),
-        nms_thresh=0.7,
-        pre_nms_topk=200,
-        post_nms_topk=30,
-    )
-    return FasterRCNN(backbone, rpn, stem_channels=[fpn_channels], num_classes=num_classes,
-                      batch_size_per_image=64)
+    Args:
+        num_classes: number of object classes (without background).
+        fpn_channels: width of the FPN and of both stems (default: the preset's, 48).
+        image_size: size of the images (default: the preset's, 160 px).
+
+    Returns:
+        `FasterRCNN` built from `common.py` and `two_stage_detector.py`.
+    """
+    stem = {"stem_channels": [fpn_channels]} if fpn_channels else {}
+    return presets.build_detector("demo", num_classes, image_size=image_size,
+                                  fpn_channels=fpn_channels, rpn=stem, roi=stem)
 
 
 class RandomFlips(torch.utils.data.Dataset):
@@ -62,7 +56,8 @@ class RandomFlips(torch.utils.data.Dataset):
 
     Args:
         dataset: items `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded
-            with -1 rows, as `a4_helper.VOC2007DetectionTiny` returns them.
+            with rows of `BACKGROUND` (-1), as `a4_helper.VOC2007DetectionTiny`
+            returns them.
         seed: seed of the flips' random generator.
         vertical: also flip upside down with probability 1/2.
     """
@@ -81,7 +76,7 @@ class RandomFlips(torch.utils.data.Dataset):
         flip_x, flip_y = (torch.rand(2, generator=self.generator) < 0.5).tolist()
         flip_y = flip_y and self.vertical
         gt = gt.clone()
-        valid = gt[:, 4] != -1
+        valid = gt[:, 4] != BACKGROUND
         if flip_x:
             image = image.flip(-1)
             gt[valid, 0], gt[valid, 2] = width - gt[valid, 2], width - gt[valid, 0]
@@ -94,29 +89,51 @@ class RandomFlips(torch.utils.data.Dataset):
 @torch.no_grad()
 def rpn_proposals(detector, image: torch.Tensor, topk: int = 20):
     """
-    Top-`topk` RPN proposals of one image `(3, S, S)` over all FPN levels,
-    before and after class-agnostic NMS (the RPN's own threshold), each
-    `(K, 4)` sorted by objectness.
-    """
-    import torchvision
-    from common import get_fpn_location_coords
-    from two_stage_detector import generate_fpn_anchors, rcnn_apply_deltas_to_anchors
+    The RPN's proposals of one image `(3, H, W)` before and after its NMS:
+    the `topk` of highest objectness over all FPN levels, each `(K, 4)`.
 
+    After NMS: what `detector.rpn` hands the second stage (at most its
+    `post_nms_topk` per level). Before NMS: the candidates its NMS starts
+    from, made with the RPN's own pieces (its anchors, decoded with
+    `rcnn_apply_deltas_to_anchors` and clamped to the image, then its
+    `pre_nms_topk` per level).
+    """
+    from two_stage_detector import rcnn_apply_deltas_to_anchors
+
+    rpn, strides = detector.rpn, detector.backbone.fpn_strides
     device = next(detector.parameters()).device
     detector.eval()
     feats = detector.backbone(image[None].to(device))
-    logits, deltas = detector.rpn.pred_net(feats)
-    strides = detector.backbone.fpn_strides
-    locations = get_fpn_location_coords({k: v.shape for k, v in feats.items()}, strides,
-                                        device=device)
-    anchors = generate_fpn_anchors(locations, strides, detector.rpn.anchor_stride_scale,
-                                   detector.rpn.anchor_aspect_ratios)
-    boxes = torch.cat([rcnn_apply_deltas_to_anchors(deltas[k][0], anchors[k]) for k in anchors])
-    boxes = boxes.clamp(0, image.shape[-1])
-    scores = torch.cat([logits[k][0] for k in anchors])
-    order = scores.argsort(descending=True)[: detector.rpn.pre_nms_topk * len(anchors)]
-    keep = torchvision.ops.nms(boxes[order], scores[order], detector.rpn.nms_thresh)
-    return boxes[order][:topk].cpu(), boxes[order][keep][:topk].cpu()
+    proposals = rpn(feats, strides)["proposals"]
+    logits, deltas = rpn.pred_net(feats)
+    # The image size as the RPN sees it: its p3 map times the stride.
+    width, height = (feats["p3"].shape[d] * strides["p3"] for d in (3, 2))
+    _, anchors = fpn_anchors((width, height), strides, rpn.anchor_stride_scale,
+                             rpn.anchor_aspect_ratios, device)
+    before, after = [], []
+    for level in anchors:
+        boxes = rcnn_apply_deltas_to_anchors(deltas[level][0], anchors[level])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        scores, order = logits[level][0].topk(min(rpn.pre_nms_topk, len(boxes)))
+        candidates = boxes[order]
+        before.append((scores, candidates))
+        # Every proposal the RPN kept is one of these candidates: its objectness.
+        kept = proposals[level][0]
+        after.append((scores[torch.cdist(kept, candidates, p=1).argmin(1)], kept))
+    return _highest(before, topk), _highest(after, topk)
+
+
+def _highest(scored_boxes, topk: int) -> torch.Tensor:
+    """The `topk` boxes of highest score of `[(scores (N,), boxes (N, 4)), ...]`, on the CPU."""
+    scores = torch.cat([s for s, _ in scored_boxes])
+    boxes = torch.cat([b for _, b in scored_boxes])
+    return boxes[scores.argsort(descending=True)[:topk]].cpu()
+
+
+def anchor_sizes(stride_scale: float, strides) -> str:
+    """The anchor sizes of the FPN levels as a label, e.g. "64/128/256"."""
+    return "/".join(f"{stride_scale * s:g}" for s in strides.values())
 
 
 def draw_figures(detector, out: str, train_set, val_set, history, result, image_size: int):
@@ -127,8 +144,7 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
     import matplotlib.pyplot as plt
 
     import a4_helper as helper
-    from common import get_fpn_location_coords
-    from two_stage_detector import generate_fpn_anchors, rcnn_match_anchors_to_gt
+    from two_stage_detector import RPN, rcnn_match_anchors_to_gt
 
     paths = []
 
@@ -145,10 +161,8 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
     photos = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
                                          image_size=image_size)
     strides = detector.backbone.fpn_strides
-    shapes = {k: (1, 1, image_size // s, image_size // s) for k, s in strides.items()}
-    locations = get_fpn_location_coords(shapes, strides)
     scale, ratios = detector.rpn.anchor_stride_scale, detector.rpn.anchor_aspect_ratios
-    anchors = generate_fpn_anchors(locations, strides, scale, ratios)
+    locations, anchors = fpn_anchors((image_size, image_size), strides, scale, ratios)
     _, image, gt = photos[photos.ids.index("astronaut")]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
     for ax, level in zip(axes, strides):
@@ -159,21 +173,24 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
                             f"{scale * strides[level]:g} px anchors (ratio 1, 12 shown)")
     save(fig, "anchors.png")
 
-    # Matching on photos uses the course's VOC settings (224 px images,
-    # anchors of 8 x stride = 64, 128, 256 px), made for objects that fill
-    # much of the picture, as photographed objects do.
-    photos224 = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
-                                            image_size=224)
-    shapes224 = {k: (1, 1, 224 // s, 224 // s) for k, s in strides.items()}
-    anchors224 = generate_fpn_anchors(get_fpn_location_coords(shapes224, strides), strides, 8,
-                                      [0.5, 1.0, 2.0])
-    all_anchors = torch.cat(list(anchors224.values()))
+    # Matching on photos uses the course's VOC settings (the "course" preset:
+    # 224 px images, anchors of 8 x stride = 64, 128, 256 px), made for
+    # objects that fill much of the picture, as photographed objects do.
+    course = presets.preset_config("course")
+    course_rpn = RPN(course["fpn_channels"], **course["rpn"])
+    photos_course = helper.VOC2007DetectionTiny(helper.photos_dataset_dir(), split="photos",
+                                                image_size=course["image_size"])
+    _, anchors_course = fpn_anchors((course["image_size"],) * 2, strides,
+                                    course_rpn.anchor_stride_scale,
+                                    course_rpn.anchor_aspect_ratios)
+    all_anchors = torch.cat(list(anchors_course.values()))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
     for ax, name in zip(axes, ["astronaut", "stereo_motorcycle", "chelsea"]):
-        _, image, gt = photos224[photos224.ids.index(name)]
-        matched = rcnn_match_anchors_to_gt(all_anchors, gt, (0.3, 0.6))
+        _, image, gt = photos_course[photos_course.ids.index(name)]
+        matched = rcnn_match_anchors_to_gt(all_anchors, gt, course_rpn.anchor_iou_thresholds)
         helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
-                            title=f"{name}\n64/128/256 px anchors, IoU (0.3, 0.6)")
+                            title=f"{name}\n{anchor_sizes(course_rpn.anchor_stride_scale, strides)} "
+                            f"px anchors, IoU {course_rpn.anchor_iou_thresholds}")
     save(fig, "matches.png")
 
     # The same on shapes images with the demo detector's anchors.
@@ -184,7 +201,7 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
         matched = rcnn_match_anchors_to_gt(all_anchors, gt, detector.rpn.anchor_iou_thresholds)
         helper.draw_matches(image, all_anchors, matched, gt, ax=ax,
                             title=f"{os.path.basename(path)}\n"
-                            f"{scale * 8:g}/{scale * 16:g}/{scale * 32:g} px anchors, IoU "
+                            f"{anchor_sizes(scale, strides)} px anchors, IoU "
                             f"{detector.rpn.anchor_iou_thresholds}")
     save(fig, "matches_shapes.png")
 
@@ -215,7 +232,7 @@ def main(argv=None):
     parser.add_argument("--out", default="outputs/demo", help="folder for figures, metrics, checkpoint")
     parser.add_argument("--iters", type=int, default=700,
                         help="training iterations (0 with --init: only evaluate and draw)")
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--image-size", type=int, default=presets.PRESETS["demo"]["image_size"])
     parser.add_argument("--batch-size", type=int, default=16)
     # The defaults are the short demo's recipe (see bench/NOTES.md, "The demo");
     # `make long` gives the course's SGD recipe explicitly.
@@ -234,7 +251,7 @@ def main(argv=None):
                         help="with --flips, also random vertical flips")
     parser.add_argument("--val-images", type=int, default=None,
                         help="evaluate on the first N val images only (default: all 500)")
-    parser.add_argument("--fpn-channels", type=int, default=48)
+    parser.add_argument("--fpn-channels", type=int, default=presets.PRESETS["demo"]["fpn_channels"])
     parser.add_argument("--train-images", type=int, default=2000,
                         help="size of the generated train split; more than the default 2,000 keeps a "
                              "long schedule from overfitting (the val split stays the same 500 images)")

@@ -22,7 +22,8 @@ GRADING_RUNTIME_FILES = ("a4_helper.py",)
 # it in its worker before any child is started (children cannot read it),
 # and the release and the Gradescope zip ship it.
 KIT_PACKAGE = tuple(f"kit/{name}.py" for name in (
-    "__init__", "checking", "todos", "data", "training", "evaluation", "figures", "anchors"))
+    "__init__", "checking", "todos", "data", "training", "evaluation", "figures", "anchors",
+    "presets"))
 
 # Provided files of the student release, shipped unchanged: the helpers, the
 # data generator, the photographs' annotations (their JPEGs are written from

@@ -1,10 +1,10 @@
 """
 Speed benchmark: this kit's Faster R-CNN against torchvision's, side by side.
 
-Builds, in one process, the detectors below in the same configuration
-(RegNet-X 400MF c3-c5 + FPN, 224 px images, 3 anchors per location with aspect
-ratios 0.5 / 1 / 2 and size 8 x stride, 400 pre-NMS proposals per level and
-300 post-NMS proposals per image, 7x7 RoI-Align), feeds all of them the same
+Builds, in one process, the detectors below in the same configuration, the
+"bench" preset of `kit/presets.py` (RegNet-X 400MF c3-c5 + FPN, 224 px images,
+3 anchors per location of 8 x stride, 400 pre-NMS proposals per level and 300
+post-NMS proposals per image, 7x7 RoI-Align), feeds all of them the same
 random batches, and prints training and inference images/s, peak memory and
 the ratios to torchvision. It also times the pure-PyTorch `common.nms` against
 `torchvision.ops.nms` on 5,000 boxes.
@@ -55,40 +55,33 @@ if ROOT not in sys.path:
 
 import common  # noqa: E402
 from common import DetectorBackboneWithFPN  # noqa: E402
-from two_stage_detector import RPN, FasterRCNN  # noqa: E402
+from kit.presets import PRESETS, build_detector, preset_config  # noqa: E402
+from two_stage_detector import BACKGROUND  # noqa: E402
 
 try:  # the batched fast path (absent in old checkouts)
     from fast_detector import FastFasterRCNN  # noqa: E402
 except ImportError:  # pragma: no cover
     FastFasterRCNN = None
 
-IMAGE_SIZE = 224
-MAX_GT = 40  # GT rows per image, padded with -1 (the dataset's format)
+BENCH = PRESETS["bench"]
+IMAGE_SIZE = BENCH["image_size"]
+MAX_GT = 40  # GT rows per image, padded with BACKGROUND (-1, the dataset's format)
 
 
 # --------------------------------------------------------------- detectors
+def overrides(cfg):
+    """The command line's changes to the "bench" preset (`kit.presets`)."""
+    c = cfg.fpn_channels
+    return dict(fpn_channels=c,
+                rpn={"stem_channels": [c] * cfg.rpn_stem_depth,
+                     "batch_size_per_image": cfg.rpn_batch_per_image},
+                roi={"stem_channels": [c] * cfg.roi_stem_depth,
+                     "batch_size_per_image": cfg.roi_batch_per_image})
+
+
 def build_reference(cfg):
     """This kit's `FasterRCNN` in the benchmark configuration."""
-    backbone = DetectorBackboneWithFPN(cfg.fpn_channels, pretrained=False)
-    rpn = RPN(
-        fpn_channels=cfg.fpn_channels,
-        stem_channels=[cfg.fpn_channels] * cfg.rpn_stem_depth,
-        batch_size_per_image=cfg.rpn_batch_per_image,
-        anchor_stride_scale=8,
-        anchor_aspect_ratios=[0.5, 1.0, 2.0],
-        anchor_iou_thresholds=(0.3, 0.6),
-        nms_thresh=0.7,
-        pre_nms_topk=400,  # per level, like torchvision's pre_nms_top_n
-        post_nms_topk=100,  # per level: at most 3 x 100 = 300 per image
-    )
-    return FasterRCNN(
-        backbone,
-        rpn,
-        stem_channels=[cfg.fpn_channels] * cfg.roi_stem_depth,
-        num_classes=cfg.num_classes,
-        batch_size_per_image=cfg.roi_batch_per_image,
-        roi_size=(7, 7),
-    )
+    return build_detector("bench", cfg.num_classes, **overrides(cfg))
 
 
 class RegNetFPN(nn.Module):
@@ -116,20 +109,26 @@ class RegNetFPN(nn.Module):
         return self.fpn(self.body(x))
 
 
-def conv_stem(in_channels, depth):
+def conv_stem(in_channels, stem_channels):
     layers = []
-    for _ in range(depth):
-        layers += [nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU()]
+    for out_channels in stem_channels:
+        layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
+        in_channels = out_channels
     return layers
 
 
 def build_torchvision(cfg):
     """torchvision's `FasterRCNN` configured like ours (see NOTES.md)."""
-    c = cfg.fpn_channels
+    bench = preset_config("bench", **overrides(cfg))
+    c, rpn, roi = bench["fpn_channels"], bench["rpn"], bench["roi"]
+    strides = list(common.FPN_STRIDES.values())
     anchor_generator = AnchorGenerator(
-        sizes=((64,), (128,), (256,)),  # 8 x stride 8 / 16 / 32
-        aspect_ratios=((0.5, 1.0, 2.0),) * 3,  # h / w, as ours
+        sizes=tuple((rpn["anchor_stride_scale"] * s,) for s in strides),  # scale x stride
+        aspect_ratios=(tuple(rpn["anchor_aspect_ratios"]),) * len(strides),  # h / w, as ours
     )
+    low, high = rpn["anchor_iou_thresholds"]
+    roi_low, roi_high = roi["proposal_iou_thresholds"]
+    roi_h, roi_w = roi["roi_size"]
     return TorchvisionFasterRCNN(
         RegNetFPN(c),
         num_classes=None,  # given by box_predictor (20 classes + background)
@@ -140,28 +139,32 @@ def build_torchvision(cfg):
         image_mean=[0.0, 0.0, 0.0],
         image_std=[1.0, 1.0, 1.0],
         rpn_anchor_generator=anchor_generator,
-        rpn_head=RPNHead(c, 3, conv_depth=cfg.rpn_stem_depth),
-        rpn_pre_nms_top_n_train=400,  # per level, like ours
-        rpn_pre_nms_top_n_test=400,
-        rpn_post_nms_top_n_train=300,  # per image
-        rpn_post_nms_top_n_test=300,
-        rpn_nms_thresh=0.7,
-        rpn_fg_iou_thresh=0.6,  # ours: anchor_iou_thresholds=(0.3, 0.6)
-        rpn_bg_iou_thresh=0.3,
-        rpn_batch_size_per_image=cfg.rpn_batch_per_image,
-        rpn_positive_fraction=0.5,
-        box_roi_pool=MultiScaleRoIAlign(["c3", "c4", "c5"], output_size=7, sampling_ratio=-1),
-        # Our second stage: a conv stem on the 7x7 RoI features, then a linear
+        rpn_head=RPNHead(c, len(rpn["anchor_aspect_ratios"]),
+                         conv_depth=len(rpn["stem_channels"])),
+        rpn_pre_nms_top_n_train=rpn["pre_nms_topk"],  # per level, like ours
+        rpn_pre_nms_top_n_test=rpn["pre_nms_topk"],
+        # Per image: ours is per level.
+        rpn_post_nms_top_n_train=rpn["post_nms_topk"] * len(strides),
+        rpn_post_nms_top_n_test=rpn["post_nms_topk"] * len(strides),
+        rpn_nms_thresh=rpn["nms_thresh"],
+        rpn_fg_iou_thresh=high,
+        rpn_bg_iou_thresh=low,
+        rpn_batch_size_per_image=rpn["batch_size_per_image"],
+        rpn_positive_fraction=rpn["fg_fraction"],
+        box_roi_pool=MultiScaleRoIAlign(["c3", "c4", "c5"], output_size=(roi_h, roi_w),
+                                        sampling_ratio=-1),
+        # Our second stage: a conv stem on the RoI features, then a linear
         # classifier (torchvision's predictor adds class-wise box regression).
-        box_head=nn.Sequential(*conv_stem(c, cfg.roi_stem_depth), nn.Flatten()),
-        box_predictor=FastRCNNPredictor(c * 7 * 7, cfg.num_classes + 1),
+        box_head=nn.Sequential(*conv_stem(c, roi["stem_channels"]), nn.Flatten()),
+        box_predictor=FastRCNNPredictor(roi["stem_channels"][-1] * roi_h * roi_w,
+                                        cfg.num_classes + 1),
         box_score_thresh=cfg.score_thresh,
         box_nms_thresh=cfg.nms_thresh,
         box_detections_per_img=100,
-        box_fg_iou_thresh=0.5,
-        box_bg_iou_thresh=0.5,
-        box_batch_size_per_image=cfg.roi_batch_per_image,
-        box_positive_fraction=0.25,
+        box_fg_iou_thresh=roi_high,
+        box_bg_iou_thresh=roi_low,
+        box_batch_size_per_image=roi["batch_size_per_image"],
+        box_positive_fraction=roi["fg_fraction"],
     )
 
 
@@ -172,7 +175,7 @@ def random_batch(batch_size, num_classes, generator):
     padded with -1, and torchvision's list of {"boxes", "labels"} targets.
     """
     images = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-    gt = torch.full((batch_size, MAX_GT, 5), -1.0)
+    gt = torch.full((batch_size, MAX_GT, 5), float(BACKGROUND))
     targets = []
     for i in range(batch_size):
         n = int(torch.randint(1, 7, (1,), generator=generator))
@@ -369,11 +372,12 @@ def parse_args(argv=None):
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every detector")
     p.add_argument("--channels-last", action="store_true", help="channels-last for every detector")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--fpn-channels", type=int, default=64)
-    p.add_argument("--rpn-stem-depth", type=int, default=1)
-    p.add_argument("--roi-stem-depth", type=int, default=2)
-    p.add_argument("--rpn-batch-per-image", type=int, default=256)
-    p.add_argument("--roi-batch-per-image", type=int, default=128)
+    # Changes to the "bench" preset (kit/presets.py); the defaults are its values.
+    p.add_argument("--fpn-channels", type=int, default=BENCH["fpn_channels"])
+    p.add_argument("--rpn-stem-depth", type=int, default=len(BENCH["rpn"]["stem_channels"]))
+    p.add_argument("--roi-stem-depth", type=int, default=len(BENCH["roi"]["stem_channels"]))
+    p.add_argument("--rpn-batch-per-image", type=int, default=BENCH["rpn"]["batch_size_per_image"])
+    p.add_argument("--roi-batch-per-image", type=int, default=BENCH["roi"]["batch_size_per_image"])
     p.add_argument("--num-classes", type=int, default=20)
     p.add_argument("--score-thresh", type=float, default=0.05)
     p.add_argument("--nms-thresh", type=float, default=0.5)

@@ -36,6 +36,8 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
+from kit.presets import PRESETS  # noqa: E402
+
 TEST_FILES = ["tests/test_device_placement.py", "tests/test_fast_path.py", "tests/test_nms_blocks.py"]
 
 
@@ -108,7 +110,7 @@ def step_train(cfg, timeout, state):
     train, val = shapes_sets(cfg)
     helper.reset_seed(0)
     detector = FastFasterRCNN.from_reference(
-        demo.build_detector(train.num_classes, 48, cfg.image_size),
+        demo.build_detector(train.num_classes, image_size=cfg.image_size),
         autocast_dtype=torch.bfloat16 if device.type == "cuda" else None,
     )
     loader = torch.utils.data.DataLoader(
@@ -251,7 +253,7 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=480, help="seconds for the whole check")
     p.add_argument("--iters", type=int, default=None, help="training iterations (default 300)")
     p.add_argument("--batch-size", type=int, default=None, help="default 128")
-    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--image-size", type=int, default=PRESETS["demo"]["image_size"])
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--val-images", type=int, default=None, help="default: all 500")
     p.add_argument("--notebook-cells", type=int, default=None, help="execute only the first N code cells")

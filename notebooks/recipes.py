@@ -21,8 +21,9 @@ GRADED_FILES = ("two_stage_detector.py", "common.py")
 
 def build_detector(num_classes: int, pretrained: bool = False):
     """
-    The detector of this kit: RegNet-X 400MF + FPN (64 channels), an RPN with
-    one 64-channel stem layer, and a classifier with one 64-channel stem layer.
+    The detector of this kit, the "course" preset of `kit.presets`: RegNet-X
+    400MF + FPN (64 channels), an RPN with one 64-channel stem layer, and a
+    classifier with one 64-channel stem layer.
 
     Args:
         num_classes: number of object classes (without background).
@@ -31,14 +32,9 @@ def build_detector(num_classes: int, pretrained: bool = False):
     Returns:
         `FasterRCNN` built from YOUR `common.py` and `two_stage_detector.py`.
     """
-    from common import DetectorBackboneWithFPN
-    from two_stage_detector import RPN, FasterRCNN
+    from kit.presets import build_detector as build_preset
 
-    backbone = DetectorBackboneWithFPN(out_channels=64, pretrained=pretrained)
-    rpn = RPN(fpn_channels=64, stem_channels=[64], batch_size_per_image=16, pre_nms_topk=500,
-              post_nms_topk=200)
-    return FasterRCNN(backbone, rpn, stem_channels=[64], num_classes=num_classes,
-                      batch_size_per_image=32)
+    return build_preset("course", num_classes, pretrained=pretrained)
 
 
 def graded_files_digest() -> str:

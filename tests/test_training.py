@@ -11,20 +11,18 @@ import torch
 from torch import nn
 
 import a4_helper as helper
-from common import DetectorBackboneWithFPN
-from two_stage_detector import RPN, FasterRCNN
+from kit.presets import build_detector
+from two_stage_detector import BACKGROUND
 
 
-def _tiny_detector(num_classes=2, channels=16):
-    backbone = DetectorBackboneWithFPN(channels, pretrained=False)
-    rpn = RPN(channels, [channels], batch_size_per_image=16, anchor_stride_scale=2,
-              pre_nms_topk=50, post_nms_topk=10)
-    return FasterRCNN(backbone, rpn, [channels], num_classes=num_classes, batch_size_per_image=16)
+def _tiny_detector(num_classes=2):
+    # The tests' small detector, its anchors scaled to these 64 px images.
+    return build_detector("tiny", num_classes, image_size=64)
 
 
 def _tiny_loader():
     """4 images of 64x64: a bright square (class 0) or disc (class 1) on grey."""
-    images, gts = torch.zeros(4, 3, 64, 64), torch.full((4, 40, 5), -1.0)
+    images, gts = torch.zeros(4, 3, 64, 64), torch.full((4, 40, 5), float(BACKGROUND))
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     for i, (x1, y1, s) in enumerate([(8, 8, 24), (30, 20, 30), (4, 30, 28), (20, 4, 40)]):
         if i % 2 == 0:
