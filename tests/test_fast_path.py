@@ -13,9 +13,8 @@ import torch
 import torchvision
 
 import fast_detector
-from common import DetectorBackboneWithFPN
 from fast_detector import FastFasterRCNN, roi_align_separable
-from two_stage_detector import RPN, FasterRCNN
+from kit.presets import build_detector
 
 IMAGE_SIZE = 96
 NUM_CLASSES = 5
@@ -30,9 +29,7 @@ def random_boxes(shape, size=IMAGE_SIZE, generator=None):
 @pytest.fixture(scope="module")
 def base_detector():
     torch.manual_seed(0)
-    backbone = DetectorBackboneWithFPN(16, pretrained=False)
-    rpn = RPN(16, [16], batch_size_per_image=16, anchor_stride_scale=3, pre_nms_topk=60, post_nms_topk=20)
-    return FasterRCNN(backbone, rpn, [16], NUM_CLASSES, batch_size_per_image=32)
+    return build_detector("tiny", NUM_CLASSES)  # 96 px images, as here
 
 
 def make_batch(seed=0):
