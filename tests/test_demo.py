@@ -11,16 +11,13 @@ from torchvision.ops import box_iou
 
 import a4_helper as helper
 import demo
-from common import get_fpn_location_coords
-from two_stage_detector import generate_fpn_anchors
+from common import FPN_STRIDES
+from kit.anchors import fpn_anchors
 
 
 def _coverage(gt_per_image, image_size, stride_scale, aspect_ratios, fg_thresh):
     """Fraction of GT boxes with at least one anchor of IoU >= fg_thresh."""
-    strides = {"p3": 8, "p4": 16, "p5": 32}
-    shapes = {k: (1, 1, image_size // s, image_size // s) for k, s in strides.items()}
-    anchors = generate_fpn_anchors(get_fpn_location_coords(shapes, strides), strides,
-                                   stride_scale, aspect_ratios)
+    _, anchors = fpn_anchors((image_size, image_size), FPN_STRIDES, stride_scale, aspect_ratios)
     anchors = torch.cat(list(anchors.values()))
     best = torch.cat([box_iou(gt, anchors).max(dim=1).values for gt in gt_per_image])
     return (best >= fg_thresh).float().mean().item()
