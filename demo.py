@@ -2,7 +2,7 @@
 The kit's demo: train the reference Faster R-CNN from scratch on the embedded
 shapes dataset, report mAP@0.5 per class on its val split, and draw figures.
 
-    python demo.py --out outputs/demo        # 700 iterations, AdamW (make demo)
+    python demo.py --out outputs/demo        # 1,400 iterations, AdamW (make demo)
     make long                                # the longer schedule, SGD (see Makefile)
 
 Everything is offline: the backbone starts from random weights
@@ -11,6 +11,7 @@ Everything is offline: the backbone starts from random weights
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Optional
 
@@ -227,10 +228,119 @@ def draw_figures(detector, out: str, train_set, val_set, history, result, image_
     return paths
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def default_processes(device, args) -> int:
+    """
+    Data-parallel training processes: on a CPU with two or more cores, two
+    processes of one thread each train faster than one process of two
+    threads (bench/NOTES.md, "The demo"); on a GPU, one.
+    """
+    if device.type != "cpu" or (os.cpu_count() or 1) < 2 or args.resume or args.batch_size % 2:
+        return 1
+    return 2
+
+
+def _make_detector(args, num_classes: int, device):
+    """The demo's detector, seeded, through the fast path unless --reference."""
+    import a4_helper as helper
+
+    helper.reset_seed(args.seed)
+    detector = build_detector(num_classes, args.fpn_channels, args.image_size)
+    if not args.reference:
+        from fast_detector import FastFasterRCNN
+
+        # Same weights and losses, faster second stage; bf16 autocast on GPU.
+        detector = FastFasterRCNN.from_reference(
+            detector, autocast_dtype=torch.bfloat16 if device.type == "cuda" else None
+        )
+    if args.init:
+        state = torch.load(args.init, map_location="cpu", weights_only=False)
+        detector.load_state_dict(state.get("model", state))
+        print(f"Initialized from {args.init}")
+    return detector
+
+
+def _train(detector, args, train_set, device, checkpoint, rank: int = 0, processes: int = 1):
+    """
+    `train_detector` on this process's share of the train split: every
+    `processes`-th image from `rank` on, `args.batch_size // processes` per
+    iteration. Only rank 0 shows progress and writes the checkpoint.
+    """
+    import a4_helper as helper
+
+    share = train_set if processes == 1 else torch.utils.data.Subset(
+        train_set, range(rank, len(train_set), processes))
+    seed = args.seed + rank
+    loader = torch.utils.data.DataLoader(
+        RandomFlips(share, seed, vertical=args.vertical_flips) if args.flips else share,
+        batch_size=args.batch_size // processes, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return helper.train_detector(
+        detector, loader, learning_rate=args.lr, weight_decay=args.weight_decay,
+        max_iters=args.iters, log_period=10, device=device, amp=device.type == "cuda",
+        checkpoint_path=checkpoint if rank == 0 else None, seed=seed, progress=rank == 0,
+        warmup_iters=min(50, args.iters // 5) if args.warmup is None else args.warmup,
+        grad_clip=args.grad_clip or None, optimizer=args.optimizer, schedule=args.schedule,
+    )
+
+
+class _Unwrapped(torch.nn.Module):
+    """
+    A `DistributedDataParallel` module whose `state_dict` is that of the
+    module inside, so that checkpoints load into the plain detector.
+    """
+
+    def __init__(self, ddp):
+        super().__init__()
+        self.ddp = ddp
+
+    def forward(self, *args, **kwargs):
+        return self.ddp(*args, **kwargs)
+
+    def state_dict(self, *args, **kwargs):
+        return self.ddp.module.state_dict(*args, **kwargs)
+
+
+def _train_process(rank: int, processes: int, args, device):
+    """One of the data-parallel training processes (`torch.multiprocessing.spawn`)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    import a4_helper as helper
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    if rank > 0:  # one progress report: rank 0's
+        sys.stdout = open(os.devnull, "w")
+    rendezvous = os.path.join(tempfile.gettempdir(), f"demo-ddp-{os.getppid()}")
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
+                            world_size=processes)
+    try:
+        train_set = helper.VOC2007DetectionTiny(
+            helper.ensure_shapes_dataset(num_train=args.train_images), "train",
+            image_size=args.image_size, cache=True)
+        detector = _make_detector(args, train_set.num_classes, device)
+        ddp = torch.nn.parallel.DistributedDataParallel(detector)  # averages the gradients
+        _train(_Unwrapped(ddp), args, train_set, device, os.path.join(args.out, "detector.pt"),
+               rank=rank, processes=processes)
+    finally:
+        dist.destroy_process_group()
+        if rank == 0 and os.path.exists(rendezvous):
+            os.remove(rendezvous)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/demo", help="folder for figures, metrics, checkpoint")
-    parser.add_argument("--iters", type=int, default=700,
+    parser.add_argument("--iters", type=int, default=1400,
                         help="training iterations (0 with --init: only evaluate and draw)")
     parser.add_argument("--image-size", type=int, default=presets.PRESETS["demo"]["image_size"])
     parser.add_argument("--batch-size", type=int, default=16)
@@ -256,6 +366,9 @@ def main(argv=None):
                         help="size of the generated train split; more than the default 2,000 keeps a "
                              "long schedule from overfitting (the val split stays the same 500 images)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="data-parallel training processes, each with --batch-size / N images "
+                             "per iteration (default: 2 on a CPU with 2 or more cores, else 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/detector.pt")
     parser.add_argument("--init", default=None, metavar="CHECKPOINT",
@@ -275,7 +388,7 @@ def main(argv=None):
 
     import a4_helper as helper
 
-    start, start_cpu = time.time(), time.process_time()
+    start, start_cpu = time.time(), cpu_seconds()
     os.makedirs(args.out, exist_ok=True)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f"Device: {device}; torch threads: {torch.get_num_threads()}")
@@ -286,38 +399,26 @@ def main(argv=None):
     print(f"Data: {len(train_set)} train / {len(val_set)} val images, classes {train_set.class_names} "
           f"({time.time() - start:.0f} s so far)")
 
-    helper.reset_seed(args.seed)
-    detector = build_detector(train_set.num_classes, args.fpn_channels, args.image_size)
-    loader = torch.utils.data.DataLoader(
-        RandomFlips(train_set, args.seed, vertical=args.vertical_flips) if args.flips else train_set,
-        batch_size=args.batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(args.seed),
-    )
-    if not args.reference:
-        from fast_detector import FastFasterRCNN
-
-        # Same weights and losses, batched pipeline; bf16 autocast on GPU.
-        detector = FastFasterRCNN.from_reference(
-            detector, autocast_dtype=torch.bfloat16 if device.type == "cuda" else None
-        )
-    if args.init:
-        state = torch.load(args.init, map_location="cpu", weights_only=False)
-        detector.load_state_dict(state.get("model", state))
-        print(f"Initialized from {args.init}")
+    processes = args.processes or default_processes(device, args)
     checkpoint = os.path.join(args.out, "detector.pt")
+    if args.iters > 0 and not args.resume and os.path.exists(checkpoint):
+        os.remove(checkpoint)
     history = None
-    if args.iters > 0:
-        if not args.resume and os.path.exists(checkpoint):
-            os.remove(checkpoint)
-        history = helper.train_detector(
-            detector, loader, learning_rate=args.lr, weight_decay=args.weight_decay,
-            max_iters=args.iters, log_period=10, device=device, amp=device.type == "cuda",
-            checkpoint_path=checkpoint, seed=args.seed,
-            warmup_iters=min(50, args.iters // 5) if args.warmup is None else args.warmup,
-            grad_clip=args.grad_clip or None, optimizer=args.optimizer, schedule=args.schedule,
-        )
+    if args.iters > 0 and processes > 1:
+        print(f"Training in {processes} data-parallel processes of "
+              f"{max(1, (os.cpu_count() or 1) // processes)} thread(s), "
+              f"{args.batch_size // processes} images each per iteration")
+        torch.multiprocessing.spawn(_train_process, args=(processes, args, device), nprocs=processes)
+        detector = _make_detector(args, train_set.num_classes, device)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        detector.load_state_dict(state["model"])
+        history = state["history"]
+    else:
+        detector = _make_detector(args, train_set.num_classes, device)
+        if args.iters > 0:
+            history = _train(detector, args, train_set, device, checkpoint)
     train_time = time.time() - start
-    train_cpu = time.process_time() - start_cpu
+    train_cpu = cpu_seconds() - start_cpu
 
     eval_set = val_set
     if args.val_images is not None:
@@ -342,6 +443,7 @@ def main(argv=None):
                "test_nms_thresh": args.test_nms_thresh, "ignore_difficult": args.ignore_difficult,
                "num_ignored": result["num_ignored"],
                "device": str(device), "torch_threads": torch.get_num_threads(),
+               "processes": processes,
                "train_seconds": round(train_time, 1),
                # CPU time of this process: a measure of the work that other
                # processes on a shared machine hardly affect.

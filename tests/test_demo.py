@@ -50,10 +50,13 @@ def test_demo_anchors_give_almost_every_object_a_foreground_anchor(tmp_path):
 
 def test_demo_runs_and_writes_its_files(tmp_path):
     out = str(tmp_path / "demo")
-    demo.main(["--iters", "2", "--batch-size", "2", "--out", out, "--device", "cpu"])
+    # Two data-parallel training processes on a CPU with 2 cores or more (the default).
+    demo.main(["--iters", "2", "--batch-size", "2", "--out", out, "--device", "cpu",
+               "--val-images", "32"])
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["iters"] == 2 and metrics["train_images"] == 2000
+    assert metrics["processes"] == (2 if (os.cpu_count() or 1) >= 2 else 1)
     assert 0.0 <= metrics["map50"] <= 1.0
     assert set(metrics["per_class"]) == {"circle", "square", "triangle", "diamond", "star", "cross"}
     for name in ["losses", "anchors", "matches", "matches_shapes", "proposals", "detections"]:
@@ -63,8 +66,8 @@ def test_demo_runs_and_writes_its_files(tmp_path):
 
     # The second cycle of the longer schedule starts from those weights.
     out2 = str(tmp_path / "demo2")
-    demo.main(["--iters", "1", "--batch-size", "2", "--out", out2, "--device", "cpu",
-               "--init", checkpoint, "--lr", "0"])  # lr 0: the weights stay as loaded
+    demo.main(["--iters", "1", "--batch-size", "2", "--out", out2, "--device", "cpu", "--processes", "1",
+               "--init", checkpoint, "--lr", "0", "--val-images", "32"])  # lr 0: the weights stay as loaded
     first = torch.load(checkpoint, weights_only=False)["model"]
     second = torch.load(os.path.join(out2, "detector.pt"), weights_only=False)["model"]
     for name, value in first.items():
@@ -73,7 +76,8 @@ def test_demo_runs_and_writes_its_files(tmp_path):
 
     # --iters 0 only evaluates the given weights (into the same folder, which
     # keeps them) and reports the same mAP as the run that wrote them.
-    demo.main(["--iters", "0", "--out", out, "--device", "cpu", "--init", checkpoint])
+    demo.main(["--iters", "0", "--out", out, "--device", "cpu", "--init", checkpoint,
+               "--val-images", "32"])
     with open(os.path.join(out, "metrics.json")) as f:
         again = json.load(f)
     assert again["map50"] == pytest.approx(metrics["map50"]) and again["iters"] == 0
