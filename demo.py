@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from kit import presets  # noqa: E402
 from kit.anchors import fpn_anchors  # noqa: E402
-from two_stage_detector import BACKGROUND  # noqa: E402
+from kit.data import GT_PADDING  # noqa: E402
 
 
 def build_detector(num_classes: int, fpn_channels: Optional[int] = None,
@@ -57,7 +57,7 @@ class RandomFlips(torch.utils.data.Dataset):
 
     Args:
         dataset: items `(path, image (3, S, S), gt_boxes (M, 5))`, GT padded
-            with rows of `BACKGROUND` (-1), as `a4_helper.VOC2007DetectionTiny`
+            with rows of `GT_PADDING` (-1), as `a4_helper.VOC2007DetectionTiny`
             returns them.
         seed: seed of the flips' random generator.
         vertical: also flip upside down with probability 1/2.
@@ -77,7 +77,7 @@ class RandomFlips(torch.utils.data.Dataset):
         flip_x, flip_y = (torch.rand(2, generator=self.generator) < 0.5).tolist()
         flip_y = flip_y and self.vertical
         gt = gt.clone()
-        valid = gt[:, 4] != BACKGROUND
+        valid = gt[:, 4] != GT_PADDING
         if flip_x:
             image = image.flip(-1)
             gt[valid, 0], gt[valid, 2] = width - gt[valid, 2], width - gt[valid, 0]

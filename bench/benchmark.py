@@ -56,7 +56,7 @@ if ROOT not in sys.path:
 import common  # noqa: E402
 from common import DetectorBackboneWithFPN  # noqa: E402
 from kit.presets import PRESETS, build_detector, preset_config  # noqa: E402
-from two_stage_detector import BACKGROUND  # noqa: E402
+from kit.data import GT_PADDING  # noqa: E402
 
 try:  # the batched fast path (absent in old checkouts)
     from fast_detector import FastFasterRCNN  # noqa: E402
@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover
 
 BENCH = PRESETS["bench"]
 IMAGE_SIZE = BENCH["image_size"]
-MAX_GT = 40  # GT rows per image, padded with BACKGROUND (-1, the dataset's format)
+MAX_GT = 40  # GT rows per image, padded with GT_PADDING rows (the dataset's format)
 
 
 # --------------------------------------------------------------- detectors
@@ -175,7 +175,7 @@ def random_batch(batch_size, num_classes, generator):
     padded with -1, and torchvision's list of {"boxes", "labels"} targets.
     """
     images = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-    gt = torch.full((batch_size, MAX_GT, 5), float(BACKGROUND))
+    gt = torch.full((batch_size, MAX_GT, 5), GT_PADDING)
     targets = []
     for i in range(batch_size):
         n = int(torch.randint(1, 7, (1,), generator=generator))

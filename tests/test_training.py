@@ -12,7 +12,7 @@ from torch import nn
 
 import a4_helper as helper
 from kit.presets import build_detector
-from two_stage_detector import BACKGROUND
+from kit.data import GT_PADDING
 
 
 def _tiny_detector(num_classes=2):
@@ -22,7 +22,7 @@ def _tiny_detector(num_classes=2):
 
 def _tiny_loader():
     """4 images of 64x64: a bright square (class 0) or disc (class 1) on grey."""
-    images, gts = torch.zeros(4, 3, 64, 64), torch.full((4, 40, 5), float(BACKGROUND))
+    images, gts = torch.zeros(4, 3, 64, 64), torch.full((4, 40, 5), GT_PADDING)
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     for i, (x1, y1, s) in enumerate([(8, 8, 24), (30, 20, 30), (4, 30, 28), (20, 4, 40)]):
         if i % 2 == 0:
