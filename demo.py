@@ -385,6 +385,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.iters == 0 and not args.init:
         parser.error("--iters 0 only evaluates: give the weights with --init CHECKPOINT")
+    if args.processes is not None and args.processes > 1:
+        if args.batch_size % args.processes:
+            parser.error(f"--batch-size {args.batch_size} does not split into {args.processes} processes")
+        if args.resume:
+            parser.error("--resume continues in one process: add --processes 1")
+        if (args.device or "cpu") != "cpu":
+            parser.error("--processes is for training on CPU cores; on a GPU train in one process")
 
     import a4_helper as helper
 

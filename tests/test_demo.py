@@ -84,3 +84,14 @@ def test_demo_runs_and_writes_its_files(tmp_path):
     assert os.path.exists(checkpoint)
     with pytest.raises(SystemExit):
         demo.main(["--iters", "0", "--out", out])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--processes", "3", "--batch-size", "16"], "does not split into 3 processes"),
+    (["--processes", "2", "--resume"], "--resume continues in one process"),
+    (["--processes", "2", "--device", "cuda"], "on a GPU train in one process"),
+])
+def test_demo_refuses_process_settings_it_cannot_honour(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        demo.main(flags)
+    assert message in capsys.readouterr().err
