@@ -244,7 +244,21 @@ def default_processes(device, args) -> int:
     """
     if device.type != "cpu" or (os.cpu_count() or 1) < 2 or args.resume or args.batch_size % 2:
         return 1
-    return 2
+    return 2 if _loopback_works() else 1
+
+
+def _loopback_works() -> bool:
+    """The processes exchange gradients over 127.0.0.1 (gloo): can we listen there?"""
+    import socket
+
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+        return True
+    except OSError as error:
+        print(f"Training in one process: no local TCP socket for data-parallel training ({error}).")
+        return False
 
 
 def _make_detector(args, num_classes: int, device):

@@ -95,3 +95,21 @@ def test_demo_refuses_process_settings_it_cannot_honour(flags, message, capsys):
     with pytest.raises(SystemExit):
         demo.main(flags)
     assert message in capsys.readouterr().err
+
+
+def test_demo_trains_in_one_process_without_a_local_socket(monkeypatch, capsys):
+    import argparse
+    import socket
+
+    args = argparse.Namespace(resume=False, batch_size=16)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert demo.default_processes(cpu, args) == 2
+    assert demo.default_processes(torch.device("cuda"), args) == 1
+
+    def refuse(*a, **k):
+        raise PermissionError("sockets are not allowed here")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    assert demo.default_processes(cpu, args) == 1
+    assert "no local TCP socket" in capsys.readouterr().out
